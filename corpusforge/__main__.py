@@ -1,0 +1,4 @@
+"""`python -m corpusforge` is the CLI."""
+from .cli import main
+
+main()
