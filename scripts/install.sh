@@ -14,25 +14,10 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 EXTRAS=${1:-}
 
-LLAMA_SPEC=$("$PY" - <<'PYEOF'
-import re, tomllib
-deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-print(next(d for d in deps if re.match(r"llama[-_]cpp[-_]python", d)).replace(" ", ""))
-PYEOF
-)
-LLAMA_VERSION=${LLAMA_SPEC##*==}
+LLAMA_VERSION=$(grep -o 'llama-cpp-python==[0-9][0-9.]*' pyproject.toml | head -1 | cut -d= -f3)
+[[ -n "$LLAMA_VERSION" ]] || { echo "pyproject.toml must pin llama-cpp-python==X.Y.Z"; exit 1; }
 
-flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
-has() { [[ "$flags" == *" $1 "* ]]; }
-
-cmake_args=${CMAKE_ARGS:-}
-if [[ -z "$cmake_args" ]] && has amx_int8; then
-  cmake_args="-DGGML_NATIVE=OFF"
-  for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx_vnni:AVX_VNNI \
-              avx512f:AVX512 avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16 avx512vbmi:AVX512_VBMI; do
-    has "${pair%%:*}" && cmake_args+=" -DGGML_${pair##*:}=ON"
-  done
-fi
+cmake_args=$(bash scripts/llama_cmake_args.sh)
 
 installed=$("$PY" -c 'import llama_cpp, sys; sys.stdout.write(llama_cpp.__version__ + ("|amx" if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode() else ""))' 2>/dev/null || true)
 want="$LLAMA_VERSION"

@@ -1,0 +1,67 @@
+"""The batch-shaped engine interface: requests in, results out.
+
+Callers (the chain, the benchmark) depend only on these records, not on how an engine batches.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """llama.cpp sampler settings; applied in the order penalties, top_k, top_p, min_p, temp."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    min_p: float = 0.05
+    top_k: int = 0
+    repeat_penalty: float = 1.1
+    repeat_last_n: int = 64
+    ignore_eos: bool = False  # benchmarks only: every request runs to max_tokens
+
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Request:
+    """One generation: a formatted prompt, its budget and its sampler seed."""
+
+    prompt: str
+    max_tokens: int
+    seed: int
+    prefix: str = ""  # leading text many requests share; its KV is computed once and copied
+    sampling: SamplingParams | None = None  # None: the engine's default
+    priority: tuple = ()  # lower starts first
+    tag: object = None  # the caller's handle, returned untouched
+    keep_logits: bool = False  # return the logits each token was sampled from (for checks)
+
+
+@dataclass(slots=True)
+class Result:
+    request: Request
+    text: str
+    completion_tokens: int
+    prompt_tokens: int
+    truncated: bool  # stopped by max_tokens or the context, not by an end-of-generation token
+    error: str | None = None
+    prompt_tokens_reused: int = 0
+    tokens: list[int] = field(default_factory=list)  # prompt + generated token ids
+    logits: object = None  # numpy array [n_generated, n_vocab] when keep_logits was set
+
+
+@dataclass(slots=True)
+class EngineStats:
+    prompt_tokens_evaluated: int = 0
+    prompt_tokens_reused: int = 0
+    generated_tokens: int = 0
+    prefix_evaluations: int = 0
+    requests_started: int = 0
+    requests_finished: int = 0
+    decode_calls: int = 0
+    decode_seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

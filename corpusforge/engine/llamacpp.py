@@ -1,0 +1,506 @@
+"""Batched llama.cpp engine on llama-cpp-python's low-level API.
+
+Continuous batching over `parallel` KV sequences, shared-prefix reuse by sequence copy,
+prompt chunks mixed with generation tokens in one decode, one seeded sampler per request.
+"""
+from __future__ import annotations
+
+import ctypes
+import heapq
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import EngineStats, Request, Result, SamplingParams
+
+# Quantized weights are where the AMX matmul of a native build crashes; float ones are fine.
+_FLOAT_FTYPES = {0, 1, 32}  # LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_BF16
+_llama = None
+
+
+def _lib():
+    """Import llama_cpp once, quietly (its import is slow and prints through a log hook)."""
+    global _llama
+    if _llama is None:
+        try:
+            import llama_cpp
+            from llama_cpp import _logger
+        except ImportError as e:  # pragma: no cover - a broken install
+            raise ModelError(f"llama-cpp-python cannot be imported: {e}", "run: bash scripts/install.sh") from None
+        _logger.set_verbose(bool(os.environ.get("CORPUSFORGE_LLAMA_VERBOSE")))
+        llama_cpp.llama_backend_init()
+        _llama = llama_cpp
+    return _llama
+
+
+def build_has_amx() -> bool:
+    """True when this llama-cpp-python build runs ggml's AMX kernels (see scripts/install.sh)."""
+    return "AMX_INT8 = 1" in _lib().llama_print_system_info().decode(errors="replace")
+
+
+@dataclass(slots=True)
+class _Prefix:
+    seq: int
+    tokens: list[int]
+    last_used: int = 0
+
+
+@dataclass(slots=True)
+class _Slot:
+    seq: int
+    request: Request | None = None
+    sampler: object = None
+    feed: list[int] = field(default_factory=list)  # prompt tokens not yet decoded
+    pos: int = 0
+    prompt_tokens: int = 0
+    reused: int = 0
+    generated: list[int] = field(default_factory=list)
+    next_token: int | None = None  # sampled, to be decoded next step
+    prompt: list[int] = field(default_factory=list)
+    logits: list = field(default_factory=list)
+    out_index: int = -1  # row of this slot's logits in the last batch
+
+
+class LlamaEngine:
+    """One loaded GGUF model serving many independent requests."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        *,
+        parallel: int = 16,
+        n_ctx: int | None = None,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        sampling: SamplingParams = SamplingParams(),
+        prefix_slots: int = 3,
+        safe_cpu: bool = False,
+        check_memory: bool = True,
+    ):
+        ll = _lib()
+        self.path = Path(model_path)
+        self.parallel, self.n_ctx_seq, self.sampling = parallel, n_ctx, sampling
+        self.prefix_slots = prefix_slots
+        self.n_threads = n_threads or os.cpu_count() or 1
+        mparams = ll.llama_model_default_params()
+        mparams.use_extra_bufts = not safe_cpu
+        self.model = ll.llama_model_load_from_file(str(self.path).encode(), mparams)
+        if not self.model:
+            raise ModelError(f"llama.cpp could not load {self.path}", "check that it is a complete GGUF file")
+        if not safe_cpu and ll.llama_model_ftype(self.model) not in _FLOAT_FTYPES and build_has_amx():
+            ll.llama_model_free(self.model)
+            raise ModelError(
+                "this llama-cpp-python build uses AMX kernels that crash (SIGILL) on quantized models",
+                "reinstall it with `bash scripts/install.sh`, or pass --safe-cpu to run at about half speed",
+            )
+        self.vocab = ll.llama_model_get_vocab(self.model)
+        self.n_vocab = ll.llama_vocab_n_tokens(self.vocab)
+        self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
+        self.chat_template = self.metadata("tokenizer.chat_template")
+        self.n_batch_wanted, self.check_memory = n_batch, check_memory
+        self.slots = [_Slot(i) for i in range(parallel)]
+        self.prefixes: dict[tuple[int, ...], _Prefix] = {}
+        self.waiting: list[tuple] = []
+        self._counter = itertools.count()
+        self._clock = 0
+        self.stats = EngineStats()
+        self._eog: list[int] | None = None
+        self.ctx = None
+        if n_ctx:
+            self.start(n_ctx)
+
+    def start(self, n_ctx: int) -> None:
+        """Create the llama.cpp context: `n_ctx` tokens for each of `parallel` sequences."""
+        ll = _lib()
+        if self.ctx is not None:
+            raise RuntimeError("engine already started")
+        parallel, prefix_slots = self.parallel, self.prefix_slots
+        # llama.cpp pads the total context to a multiple of 256 and then splits it evenly;
+        # a per-sequence size that is a multiple of 256 keeps every sequence at what we asked.
+        n_ctx = -(-n_ctx // 256) * 256
+        self.n_ctx_seq = n_ctx
+        n_seq = parallel + prefix_slots
+        if self.check_memory:
+            check_fits(self.estimate_memory(parallel, n_ctx, self.n_batch_wanted, prefix_slots), parallel, n_ctx)
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = n_ctx * n_seq
+        cparams.n_batch = cparams.n_ubatch = min(self.n_batch_wanted, cparams.n_ctx)
+        cparams.n_seq_max = n_seq
+        cparams.n_threads = cparams.n_threads_batch = self.n_threads
+        # Independent sequences: a unified KV makes every token attend over every cell,
+        # measured 1.6-2x slower here.
+        cparams.kv_unified = False
+        cparams.no_perf = True
+        self.ctx = ll.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            raise ModelError("llama.cpp could not create a context", f"lower --parallel ({parallel}) or --n-ctx ({n_ctx})")
+        self.n_batch = cparams.n_batch
+        self.mem = ll.llama_get_memory(self.ctx)
+        self.batch = ll.llama_batch_init(self.n_batch, 0, 1)
+
+    # ----- model facts -----------------------------------------------------------------
+
+    def metadata(self, key: str) -> str | None:
+        """A GGUF metadata value as text, or None."""
+        ll = _lib()
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = ll.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            ll.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def eog_tokens(self) -> list[int]:
+        """Every end-of-generation token id (computed once; a scan of the vocab)."""
+        if self._eog is None:
+            ll = _lib()
+            self._eog = [t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self.vocab, t)]
+        return self._eog
+
+    def token_text(self, token: int) -> str:
+        return _lib().llama_vocab_get_text(self.vocab, token).decode("utf-8", errors="replace")
+
+    def estimate_memory(self, parallel: int, n_ctx: int, n_batch: int, prefix_slots: int) -> int:
+        """Bytes the context will need beyond the mmapped weights: KV cache + compute + logits."""
+        ll = _lib()
+        n_layer = ll.llama_model_n_layer(self.model)
+        n_embd = ll.llama_model_n_embd(self.model)
+        kv_dim = n_embd // ll.llama_model_n_head(self.model) * ll.llama_model_n_head_kv(self.model)
+        kv = 2 * n_layer * kv_dim * 2 * n_ctx * (parallel + prefix_slots)  # K and V, f16
+        # Compute buffers scale with the ubatch; logits are n_vocab floats per output row.
+        compute = n_batch * (self.n_vocab * 4 + n_embd * 4 * 24)
+        return kv + compute + ll.llama_model_size(self.model)
+
+    # ----- text ------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        ll = _lib()
+        raw = text.encode("utf-8")
+        cap = len(raw) + 8
+        buf = (ll.llama_token * cap)()
+        n = ll.llama_tokenize(self.vocab, raw, len(raw), buf, cap, add_special and self.add_bos, True)
+        if n < 0:
+            buf = (ll.llama_token * -n)()
+            n = ll.llama_tokenize(self.vocab, raw, len(raw), buf, -n, add_special and self.add_bos, True)
+        return list(buf[:n])
+
+    def detokenize(self, tokens: list[int]) -> str:
+        ll = _lib()
+        if not tokens:
+            return ""
+        arr = (ll.llama_token * len(tokens))(*tokens)
+        cap = len(tokens) * 16 + 16
+        buf = ctypes.create_string_buffer(cap)
+        n = ll.llama_detokenize(self.vocab, arr, len(tokens), buf, cap, False, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = ll.llama_detokenize(self.vocab, arr, len(tokens), buf, -n, False, False)
+        return buf.raw[:n].decode("utf-8", errors="replace")
+
+    def format_prompt(self, user_message: str) -> str:
+        """The model's own chat template around one user message; plain text without one."""
+        from .chat import render_chat
+
+        if not self.chat_template:
+            return user_message + "\n\n"
+        bos = self.token_text(_lib().llama_vocab_bos(self.vocab))
+        eos = self.token_text(_lib().llama_vocab_eos(self.vocab))
+        text = render_chat(self.chat_template, user_message, bos, eos)
+        # The tokenizer adds BOS itself when the model asks for it; a template that also
+        # writes it would give two.
+        if self.add_bos and bos and text.startswith(bos):
+            text = text[len(bos):]
+        return text
+
+    # ----- scheduling ------------------------------------------------------------------
+
+    def submit(self, request: Request) -> None:
+        """Queue a request; lower `priority` starts first, ties in submission order."""
+        heapq.heappush(self.waiting, (request.priority, next(self._counter), request))
+
+    def busy(self) -> bool:
+        return bool(self.waiting) or any(s.request is not None for s in self.slots)
+
+    def in_flight(self) -> int:
+        return sum(s.request is not None for s in self.slots)
+
+    def generate(self, requests: list[Request]) -> list[Result]:
+        """Run all requests to completion; results in request order."""
+        order = {id(r): i for i, r in enumerate(requests)}
+        for r in requests:
+            self.submit(r)
+        out: list[Result | None] = [None] * len(requests)
+        while self.busy():
+            for res in self.step():
+                out[order[id(res.request)]] = res
+        return out  # type: ignore[return-value]
+
+    def step(self) -> list[Result]:
+        """Start waiting requests in free slots, run one decode, return what finished."""
+        ll = _lib()
+        finished: list[Result] = []
+        for slot in self.slots:
+            if slot.request is None and self.waiting:
+                err = self._start(slot, heapq.heappop(self.waiting)[2])
+                if err:
+                    finished.append(err)
+        active = [s for s in self.slots if s.request is not None]
+        if not active:
+            return finished
+        # Generation tokens first (one each), then prompt chunks fill the rest of n_batch.
+        budget = self.n_batch - sum(1 for s in active if s.next_token is not None)
+        plan: list[tuple[_Slot, list[int]]] = []
+        for s in active:  # slots are in seq-id order: llama.cpp batches consecutive seqs best
+            if s.next_token is not None:
+                plan.append((s, [s.next_token]))
+            elif s.feed and budget > 0:
+                take = s.feed[:budget]
+                budget -= len(take)
+                plan.append((s, take))
+        b = self.batch
+        n = 0
+        for s, toks in plan:
+            for j, t in enumerate(toks):
+                b.token[n], b.pos[n], b.n_seq_id[n] = t, s.pos + j, 1
+                b.seq_id[n][0] = s.seq
+                last = s.next_token is not None or (j == len(toks) - 1 and len(toks) == len(s.feed))
+                b.logits[n] = last
+                if last:
+                    s.out_index = n
+                n += 1
+        b.n_tokens = n
+        t0 = time.perf_counter()
+        rc = ll.llama_decode(self.ctx, b)
+        self.stats.decode_seconds += time.perf_counter() - t0
+        self.stats.decode_calls += 1
+        if rc != 0:
+            raise ModelError(f"llama_decode failed with code {rc}", f"lower --parallel ({self.parallel}) or raise --n-ctx")
+        for s, toks in plan:
+            s.pos += len(toks)
+            if s.next_token is not None:
+                s.generated.append(s.next_token)
+                s.next_token = None
+                self.stats.generated_tokens += 1
+            else:
+                del s.feed[: len(toks)]
+                self.stats.prompt_tokens_evaluated += len(toks)
+                if s.feed:
+                    continue
+            req = s.request
+            if req.keep_logits:
+                row = ll.llama_get_logits_ith(self.ctx, s.out_index)
+                s.logits.append(np.ctypeslib.as_array(row, shape=(self.n_vocab,)).copy())
+            tok = ll.llama_sampler_sample(s.sampler, self.ctx, s.out_index)
+            if ll.llama_vocab_is_eog(self.vocab, tok):
+                finished.append(self._finish(s, truncated=False))
+            elif len(s.generated) + 1 >= req.max_tokens or s.pos >= self.n_ctx_seq:
+                s.generated.append(tok)  # sampled but never decoded: still part of the text
+                self.stats.generated_tokens += 1
+                finished.append(self._finish(s, truncated=True))
+            else:
+                s.next_token = tok
+        return finished
+
+    def _start(self, slot: _Slot, req: Request) -> Result | None:
+        ll = _lib()
+        tokens = self.tokenize(req.prompt)
+        if len(tokens) + 1 > self.n_ctx_seq:
+            return Result(req, "", 0, len(tokens), truncated=False, error=f"prompt: {len(tokens)} tokens, context {self.n_ctx_seq}")
+        reused = 0
+        if req.prefix:
+            prefix = self._prefix(req.prefix, tokens)
+            if prefix is not None:
+                ll.llama_memory_seq_cp(self.mem, prefix.seq, slot.seq, -1, -1)
+                reused = len(prefix.tokens)
+        slot.request, slot.sampler = req, self._sampler(req)
+        slot.feed, slot.pos, slot.prompt_tokens, slot.reused = tokens[reused:], reused, len(tokens), reused
+        slot.generated, slot.next_token, slot.prompt, slot.logits = [], None, tokens, []
+        self.stats.prompt_tokens_reused += reused
+        self.stats.requests_started += 1
+        return None
+
+    def _prefix(self, text: str, tokens: list[int]) -> _Prefix | None:
+        """The cached KV sequence holding `text`'s tokens, evaluating it the first time."""
+        ll = _lib()
+        ptoks = self.tokenize(text)
+        # BPE may merge across the prefix/suffix boundary: keep only what the full prompt
+        # really starts with, and leave at least one token to decode for logits.
+        common = 0
+        for a, c in zip(ptoks, tokens[:-1]):
+            if a != c:
+                break
+            common += 1
+        ptoks = ptoks[:common]
+        if len(ptoks) < 2 or self.prefix_slots == 0:
+            return None
+        self._clock += 1
+        key = tuple(ptoks)
+        hit = self.prefixes.get(key)
+        if hit is not None and tokens[: len(hit.tokens)] == hit.tokens:
+            hit.last_used = self._clock
+            return hit
+        used = {p.seq for p in self.prefixes.values()}
+        free = [self.parallel + i for i in range(self.prefix_slots) if self.parallel + i not in used]
+        if free:
+            seq = free[0]
+        else:  # evict the least recently used prefix
+            old_key = min(self.prefixes, key=lambda k: self.prefixes[k].last_used)
+            seq = self.prefixes.pop(old_key).seq
+        ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
+        self._decode_alone(seq, ptoks)
+        self.stats.prompt_tokens_evaluated += len(ptoks)
+        self.stats.prefix_evaluations += 1
+        entry = _Prefix(seq, ptoks, self._clock)
+        self.prefixes[key] = entry
+        return entry
+
+    def _decode_alone(self, seq: int, tokens: list[int], want_logits: bool = False) -> None:
+        """Decode tokens of one sequence in n_batch chunks."""
+        ll = _lib()
+        b = self.batch
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            for j, t in enumerate(chunk):
+                b.token[j], b.pos[j], b.n_seq_id[j] = t, start + j, 1
+                b.seq_id[j][0] = seq
+                b.logits[j] = want_logits and start + j == len(tokens) - 1
+            b.n_tokens = len(chunk)
+            t0 = time.perf_counter()
+            rc = ll.llama_decode(self.ctx, b)
+            self.stats.decode_seconds += time.perf_counter() - t0
+            if rc != 0:
+                raise ModelError(f"llama_decode failed with code {rc}", "raise --n-ctx")
+
+    def _sampler(self, req: Request):
+        ll = _lib()
+        p = req.sampling or self.sampling
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        if p.repeat_penalty != 1.0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_penalties(self.n_vocab, p.repeat_last_n, p.repeat_penalty, 0.0, 0.0))
+        if p.ignore_eos:
+            eog = self.eog_tokens()
+            biases = (ll.llama_logit_bias * len(eog))(*[ll.llama_logit_bias(t, float("-inf")) for t in eog])
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_logit_bias(self.n_vocab, len(eog), biases))
+        if p.temperature <= 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
+            return chain
+        if p.top_k > 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(p.top_k))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(p.top_p, 1))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(p.min_p, 1))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(p.temperature))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(req.seed & 0xFFFFFFFF))
+        return chain
+
+    def _finish(self, slot: _Slot, truncated: bool) -> Result:
+        ll = _lib()
+        req = slot.request
+        res = Result(req, self.detokenize(slot.generated), len(slot.generated), slot.prompt_tokens, truncated, None, slot.reused,
+                     tokens=slot.prompt + slot.generated, logits=np.stack(slot.logits) if slot.logits else None)
+        ll.llama_sampler_free(slot.sampler)
+        ll.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
+        slot.request, slot.sampler, slot.feed, slot.generated, slot.next_token = None, None, [], [], None
+        self.stats.requests_finished += 1
+        return res
+
+    # ----- checks and teardown ---------------------------------------------------------
+
+    def sequence_logits(self, tokens: list[int]) -> np.ndarray:
+        """Teacher-forced logits at every position of `tokens`, run alone on one sequence."""
+        if self.busy():
+            raise RuntimeError("sequence_logits needs an idle engine")
+        ll = _lib()
+        seq = self.slots[0].seq
+        rows = []
+        b = self.batch
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            for j, t in enumerate(chunk):
+                b.token[j], b.pos[j], b.n_seq_id[j] = t, start + j, 1
+                b.seq_id[j][0] = seq
+                b.logits[j] = True
+            b.n_tokens = len(chunk)
+            if ll.llama_decode(self.ctx, b) != 0:
+                raise ModelError("llama_decode failed", "raise --n-ctx")
+            for j in range(len(chunk)):
+                rows.append(np.ctypeslib.as_array(ll.llama_get_logits_ith(self.ctx, j), shape=(self.n_vocab,)).copy())
+        ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
+        return np.stack(rows)
+
+    def prompt_logits(self, prompt: str, prefix: str = "") -> np.ndarray:
+        """Logits after the last prompt token, through the same prefix path as a request."""
+        if self.busy():
+            raise RuntimeError("prompt_logits needs an idle engine")
+        ll = _lib()
+        req = Request(prompt=prompt, max_tokens=1, seed=0, prefix=prefix, sampling=SamplingParams(temperature=0))
+        slot = self.slots[0]
+        err = self._start(slot, req)
+        if err:
+            raise ModelError(err.error or "prompt does not fit", "raise --n-ctx")
+        b = self.batch
+        for j, t in enumerate(slot.feed):
+            b.token[j], b.pos[j], b.n_seq_id[j] = t, slot.pos + j, 1
+            b.seq_id[j][0] = slot.seq
+            b.logits[j] = j == len(slot.feed) - 1
+        b.n_tokens = len(slot.feed)
+        if ll.llama_decode(self.ctx, b) != 0:
+            raise ModelError("llama_decode failed", "raise --n-ctx")
+        ptr = ll.llama_get_logits_ith(self.ctx, len(slot.feed) - 1)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+        self._finish(slot, truncated=False)
+        return logits
+
+    def close(self) -> None:
+        ll = _lib()
+        if getattr(self, "ctx", None):
+            for s in self.slots:
+                if s.sampler:
+                    ll.llama_sampler_free(s.sampler)
+            ll.llama_batch_free(self.batch)
+            ll.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            ll.llama_model_free(self.model)
+            self.model = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (None where there is no /proc)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_fits(need: int, parallel: int, n_ctx: int) -> None:
+    """Refuse a size the machine cannot hold, before llama.cpp allocates it."""
+    have = available_memory()
+    if have is not None and need > 0.9 * have:
+        raise ModelError(
+            f"--parallel {parallel} with --n-ctx {n_ctx} needs about {need / 2**30:.1f} GiB, "
+            f"only {have / 2**30:.1f} GiB is free",
+            "lower --parallel or --n-ctx",
+        )

@@ -1,0 +1,152 @@
+"""Recipes: a folder of Jinja2 templates plus recipe.toml listing the stages of a chain.
+
+A recipe is data. Templates render in a sandbox with StrictUndefined and are checked for
+unknown variables when loaded, so a typo fails before any model time is spent.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import RecipeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PARSERS = ("text", "sentence")
+# What every template may use; outputs of earlier stages are added by name.
+PLAN_VARIABLES = frozenset({"noun", "verb", "adjective", "features", "feature_phrases"})
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One prompt of the chain: its template, output parser and token budget."""
+
+    name: str
+    folder: str
+    template_file: str
+    source: str
+    parse: str
+    max_tokens: int
+
+    def render(self, variables: dict) -> str:
+        """The user message for this stage."""
+        return _compiled(self.folder, self.template_file, self.source).render(**variables).strip()
+
+
+@lru_cache(maxsize=64)
+def _compiled(folder: str, template_file: str, source: str) -> jinja2.Template:
+    # Compiled on first use and cached, so a Recipe stays plain data that pickles (workers, Ray).
+    return _environment(Path(folder)).get_template(template_file)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    name: str
+    description: str
+    path: Path
+    stages: tuple[Stage, ...]
+    fingerprint: str  # sha256 of recipe.toml and every template, so edits are noticed on resume
+
+    def stage_index(self, name: str) -> int | None:
+        return next((i for i, s in enumerate(self.stages) if s.name == name), None)
+
+    def with_max_tokens(self, max_tokens: dict[str, int]) -> Recipe:
+        """The same recipe with some stages' token budgets replaced."""
+        stages = tuple(replace(s, max_tokens=max_tokens.get(s.name, s.max_tokens)) for s in self.stages)
+        return replace(self, stages=stages)
+
+
+def builtin_dir() -> Path:
+    """The folder holding the recipes shipped with corpusforge."""
+    return Path(str(resources.files("corpusforge") / "templates"))
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name for p in builtin_dir().iterdir() if (p / "recipe.toml").is_file())
+
+
+def resolve(name_or_path: str) -> Path:
+    """A built-in recipe name or a path to a recipe folder."""
+    path = Path(name_or_path).expanduser()
+    if (path / "recipe.toml").is_file():
+        return path
+    if "/" not in name_or_path and (builtin_dir() / name_or_path / "recipe.toml").is_file():
+        return builtin_dir() / name_or_path
+    raise RecipeError(
+        f"unknown recipe {name_or_path!r}",
+        f"use one of {', '.join(builtin_names())}, or a folder with a recipe.toml",
+    )
+
+
+def _environment(folder: Path) -> ImmutableSandboxedEnvironment:
+    # Sandboxed: recipes are shared files, and a template must not reach Python internals.
+    return ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """Load and validate a recipe: stages, parsers, budgets and template variables."""
+    folder = resolve(name_or_path)
+    toml_path = folder / "recipe.toml"
+    try:
+        data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{toml_path}: not valid TOML: {e}", "fix the syntax") from None
+    raw_stages = data.get("stages")
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise RecipeError(f"{toml_path}: no [[stages]]", "add at least one [[stages]] table")
+    env = _environment(folder)
+    digest = hashlib.sha256(toml_path.read_bytes())
+    stages: list[Stage] = []
+    known = set(PLAN_VARIABLES)
+    for i, raw in enumerate(raw_stages, 1):
+        where = f"{toml_path}: stage {i}"
+        name, tfile = raw.get("name"), raw.get("template")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise RecipeError(f"{where}: name {name!r} is not an identifier", "use letters, digits and _")
+        if name in known:
+            raise RecipeError(f"{where}: name {name!r} is already used", "give each stage its own name")
+        parse = raw.get("parse", "text")
+        if parse not in PARSERS:
+            raise RecipeError(f"{where}: parse {parse!r} is unknown", f"use one of {', '.join(PARSERS)}")
+        max_tokens = raw.get("max_tokens")
+        if not isinstance(max_tokens, int) or max_tokens <= 0:
+            raise RecipeError(f"{where}: max_tokens must be a positive integer", "e.g. max_tokens = 256")
+        tpath = folder / str(tfile)
+        if not isinstance(tfile, str) or not tpath.is_file():
+            raise RecipeError(f"{where}: template {tfile!r} not found in {folder}", "check the file name")
+        source = tpath.read_text(encoding="utf-8")
+        digest.update(tfile.encode() + b"\0" + source.encode())
+        try:
+            unknown = sorted(meta.find_undeclared_variables(env.parse(source)) - known)
+        except jinja2.TemplateSyntaxError as e:
+            raise RecipeError(f"{tpath}:{e.lineno}: {e.message}", "fix the template syntax") from None
+        if unknown:
+            raise RecipeError(
+                f"{tpath}: unknown variable {', '.join(unknown)}",
+                f"templates may use {', '.join(sorted(known))}",
+            )
+        stages.append(Stage(name, str(folder), tfile, source, parse, max_tokens))
+        known.add(name)
+    return Recipe(
+        name=str(data.get("name", folder.name)),
+        description=str(data.get("description", "")),
+        path=folder,
+        stages=tuple(stages),
+        fingerprint=digest.hexdigest(),
+    )
