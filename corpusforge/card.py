@@ -19,11 +19,15 @@ def corpus_stats(out: Path) -> dict:
     """Counts over the finished shards: rows per split, labels, measured labels, reject reasons."""
     import pyarrow.parquet as pq
 
-    stats = {"splits": {}, "labels": collections.Counter(), "reasons": collections.Counter(), "measured": {}}
+    stats = {"splits": {}, "bytes": {}, "files_bytes": 0, "labels": collections.Counter(),
+             "reasons": collections.Counter(), "measured": {}}
     words = dialogue = once = 0
     for split, folder in SPLIT_DIRS.items():
-        n = 0
+        n = nbytes = 0
         for path in sorted((Path(out) / folder).glob(f"{split}-*.parquet")):
+            meta = pq.ParquetFile(path).metadata
+            nbytes += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            stats["files_bytes"] += path.stat().st_size
             t = pq.read_table(path, columns=["features", "has_dialogue", "once_upon_a_time", "word_count", "reject_reason"])
             n += t.num_rows
             if split == "train":
@@ -35,6 +39,7 @@ def corpus_stats(out: Path) -> dict:
             else:
                 stats["reasons"].update(r.split(":")[0] for r in t.column("reject_reason").to_pylist())
         stats["splits"][split] = n
+        stats["bytes"][split] = nbytes
     kept = stats["splits"].get("train", 0)
     if kept:
         stats["measured"] = {
@@ -60,7 +65,15 @@ def render(out: Path, manifest: dict) -> str:
                 "data_files": [{"split": s, "path": f"{SPLIT_DIRS[s]}/{s}-*.parquet"} for s in splits],
             }
         ],
-        "dataset_info": {"features": features()._to_yaml_list()},
+        # Split sizes are also what makes `datasets` see a changed folder: with a `configs`
+        # header its cache key ignores the files themselves, so a resumed or rebuilt corpus
+        # would otherwise load stale rows from the cache of any earlier folder of this name.
+        "dataset_info": {
+            "features": features()._to_yaml_list(),
+            "splits": [{"name": s, "num_bytes": stats["bytes"][s], "num_examples": stats["splits"][s]} for s in splits],
+            "download_size": stats["files_bytes"],
+            "dataset_size": sum(stats["bytes"][s] for s in splits),
+        },
     }
     fp = manifest.get("fingerprint", {})
     lines = [

@@ -1,0 +1,221 @@
+"""Survive anything: kill -9 at several points, torn journals, Ctrl-C, growing --n, workers, Ray."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from datasets import load_dataset
+
+from corpusforge.shards import Store, read_journal
+
+N, SHARD = 40, 8
+LENIENT = ["--skip-check", "words", "--skip-check", "key_sentence", "--min-words", "3"]
+
+
+def build_cmd(model: Path, out: Path, n: int = N, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "corpusforge", "build", "--n", str(n), "--model", str(model), "--out", str(out),
+            "--seed", "11", "--shard-size", str(SHARD), "--parallel", "4", "--threads", "2",
+            "--max-tokens", "story=100", "--quiet", *LENIENT, *extra]
+
+
+def loud(cmd: list[str]) -> list[str]:
+    """The same command with the progress display (it prints the resume line)."""
+    return [a for a in cmd if a != "--quiet"]
+
+
+def done_ids(out: Path) -> list[int]:
+    """Every id on disk, in parquet shards and journals, duplicates kept."""
+    ids = []
+    for sub in ("data", "rejects"):
+        for p in (out / sub).glob("*.parquet"):
+            ids += pq.read_table(p, columns=["id"]).column("id").to_pylist()
+    for j in (out / ".corpusforge" / "journal").glob("*.jsonl"):
+        ids += [r["id"] for r in read_journal(j)]
+    return ids
+
+
+def journal_lines(out: Path) -> int:
+    return sum(len(read_journal(j)) for j in (out / ".corpusforge" / "journal").glob("*.jsonl"))
+
+
+def sealed_shards(out: Path) -> int:
+    return len({p.name.split("-")[1] for sub in ("data", "rejects") for p in (out / sub).glob("*.parquet")})
+
+
+def kill_when(cmd: list[str], condition, timeout: float = 300) -> int:
+    """Start a build, SIGKILL it once `condition()` holds; return how many ids were on disk."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if condition():
+                    break
+            except (OSError, ValueError):
+                pass  # a file appeared or changed while we looked
+            time.sleep(0.02)
+        assert proc.poll() is None, "the build finished before the kill point"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return len(done_ids(Path(cmd[cmd.index("--out") + 1])))
+
+
+def assert_complete(out: Path, n: int) -> None:
+    ids = done_ids(out)
+    assert sorted(ids) == list(range(n)), "every id exactly once"
+    assert not list(out.rglob("*.tmp"))
+    ds = load_dataset(str(out))
+    assert sorted(i for split in ds.values() for i in split["id"]) == list(range(n))
+
+
+def test_kill_9_at_several_points_then_resume_ends_with_exactly_n_ids(tiny_model, tmp_path):
+    out = tmp_path / "corpus"
+    cmd = build_cmd(tiny_model, out)
+    points = [
+        ("first journal line", lambda: journal_lines(out) >= 1),
+        ("first shard sealed", lambda: sealed_shards(out) >= 1),
+        ("mid shard, 3 shards sealed", lambda: sealed_shards(out) >= 3 and journal_lines(out) >= 2),
+    ]
+    report = []
+    for name, cond in points:
+        raw = kill_when(cmd, cond)
+        # A kill between a shard's rename and its journal's deletion leaves ids in both;
+        # recovery must count each once (and is what the resume runs first).
+        store = Store(out, N, SHARD, lock=False)
+        on_disk = len(store.recover())
+        store.close()
+        assert 0 < on_disk <= raw
+        # Resume starts from everything that was on disk at the kill: journalled work is never lost.
+        proc = subprocess.run(loud(cmd), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        assert f"resuming: {on_disk:,} of {N:,} stories done" in proc.stderr
+        report.append((name, on_disk))
+        assert_complete(out, N)
+        # start over for the next kill point, from a fresh folder
+        out = tmp_path / f"corpus-{len(report)}"
+        cmd = build_cmd(tiny_model, out)
+    assert [r[0] for r in report] == [p[0] for p in points]
+
+
+def test_resume_of_a_finished_build_generates_nothing(tiny_model, tmp_path):
+    out = tmp_path / "done"
+    cmd = build_cmd(tiny_model, out, 12)
+    subprocess.run(cmd, check=True, timeout=600)
+    before = {p: p.read_bytes() for p in out.rglob("*.parquet")}
+    proc = subprocess.run(loud(cmd), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "resuming: 12 of 12 stories done" in proc.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*.parquet")} == before
+
+
+def test_torn_journal_line_and_temp_files_are_repaired_on_resume(tiny_model, tmp_path):
+    out = tmp_path / "torn"
+    cmd = build_cmd(tiny_model, out, 12)
+    kill_when(cmd, lambda: journal_lines(out) >= 2)
+    journal = sorted((out / ".corpusforge" / "journal").glob("*.jsonl"))[0]
+    good = len(read_journal(journal))
+    with open(journal, "a") as f:
+        f.write('{"id": 99999, "story": "half a li')  # what kill -9 leaves mid-write
+    (out / "data" / ".train-00000.parquet.tmp").write_bytes(b"PAR1 no footer")
+    store = Store(out, 12, SHARD, lock=False)
+    done = store.recover()
+    store.close()
+    assert 99999 not in done and len(read_journal(journal)) == good
+    assert not list(out.rglob("*.tmp"))
+    subprocess.run(cmd, check=True, timeout=600)
+    assert_complete(out, 12)
+
+
+def test_crash_between_shard_rename_and_journal_delete_keeps_each_id_once(tiny_model, tmp_path):
+    out = tmp_path / "between"
+    cmd = build_cmd(tiny_model, out, SHARD)
+    kill_when(cmd, lambda: journal_lines(out) >= SHARD - 1 or sealed_shards(out) >= 1)
+    subprocess.run(cmd, check=True, timeout=600)
+    # Recreate the state of a crash right after the parquet rename: journal back, shard present.
+    rows = []
+    for sub, split in (("data", "train"), ("rejects", "rejects")):
+        for p in (out / sub).glob("*.parquet"):
+            for r in pq.read_table(p).to_pylist():
+                rows.append({**r, "features": [], "split": split})
+    journal = out / ".corpusforge" / "journal" / "shard-00000.jsonl"
+    journal.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = Store(out, SHARD, SHARD, lock=False)
+    done = store.recover()
+    store.close()
+    assert sorted(done) == list(range(SHARD)) and not journal.exists()
+    assert_complete(out, SHARD)
+
+
+def test_ctrl_c_stops_quickly_with_journal_flushed_and_says_how_to_resume(tiny_model, tmp_path):
+    out = tmp_path / "int"
+    cmd = build_cmd(tiny_model, out)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while journal_lines(out) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    stopped_in = time.monotonic() - t0
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert stopped_in < 10
+    on_disk = len(done_ids(out))
+    assert f"stopped: {on_disk:,} of {N:,} stories done" in err
+    subprocess.run(cmd, check=True, timeout=600)
+    assert_complete(out, N)
+
+
+def test_growing_n_extends_the_build_and_renames_shards(tiny_model, tmp_path):
+    out = tmp_path / "grow"
+    subprocess.run(build_cmd(tiny_model, out, 10), check=True, timeout=600)
+    first = {r["id"]: r["story"] for r in load_dataset(str(out))["rejects"]} if (out / "rejects").exists() else {}
+    subprocess.run(build_cmd(tiny_model, out, 20), check=True, timeout=600)
+    assert_complete(out, 20)
+    names = [p.name for sub in ("data", "rejects") for p in (out / sub).glob("*.parquet")]
+    assert names and all(n.endswith("-of-00003.parquet") for n in names), names
+    again = {r["id"]: r["story"] for r in load_dataset(str(out))["rejects"]}
+    assert all(again[i] == s for i, s in first.items() if i in again), "finished stories are kept as they were"
+
+
+def test_shrinking_n_is_refused(tiny_model, tmp_path):
+    out = tmp_path / "shrink"
+    subprocess.run(build_cmd(tiny_model, out, 6), check=True, timeout=600)
+    proc = subprocess.run(build_cmd(tiny_model, out, 4), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "--n can only grow" in proc.stderr
+
+
+def parquet_rows(out: Path) -> dict[str, list]:
+    return {p.name: pq.read_table(p).to_pylist() for sub in ("data", "rejects") for p in sorted((out / sub).glob("*.parquet"))}
+
+
+@pytest.fixture(scope="module")
+def one_worker(tiny_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("w1") / "corpus"
+    subprocess.run(build_cmd(tiny_model, out, 24, "--threads", "1"), check=True, timeout=600)
+    return out
+
+
+def test_two_workers_give_the_same_rows_as_one(one_worker, tiny_model, tmp_path):
+    out = tmp_path / "w2"
+    subprocess.run(build_cmd(tiny_model, out, 24, "--threads", "1", "--workers", "2"), check=True, timeout=600)
+    assert parquet_rows(out) == parquet_rows(one_worker)
+
+
+def test_ray_build_gives_the_same_rows_as_local(one_worker, tiny_model, tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    env = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    proc = subprocess.run(build_cmd(tiny_model, out, 24, "--threads", "1", "--workers", "2", "--ray"),
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert parquet_rows(out) == parquet_rows(one_worker)
