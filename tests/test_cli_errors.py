@@ -110,3 +110,17 @@ def test_hf_model_offline_says_how_to_pass_a_local_file(tmp_path, monkeypatch):
     )
     assert_one_line_error(proc, "hf://someone/some-repo/model.gguf", "--model /path/to/file.gguf")
     assert not (tmp_path / "o").exists()
+
+
+def test_ray_flag_without_ray_installed_says_how_to_install(tiny_model, tmp_path):
+    # Shadow the installed ray with a package whose import fails, as on a machine without it.
+    shadow = tmp_path / "shadow" / "ray"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(shadow.parent)}
+    proc = subprocess.run([sys.executable, "-m", "corpusforge", "build", "--n", "2", "--model", str(tiny_model),
+                           "--out", str(tmp_path / "o"), "--ray"], capture_output=True, text=True, timeout=300, env=env)
+    assert_one_line_error(proc, "--ray needs the ray package", "pip install 'corpusforge[ray]'")
+    assert not (tmp_path / "o").exists()

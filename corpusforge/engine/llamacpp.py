@@ -295,8 +295,7 @@ class LlamaEngine:
                     continue
             req = s.request
             if req.keep_logits:
-                row = ll.llama_get_logits_ith(self.ctx, s.out_index)
-                s.logits.append(np.ctypeslib.as_array(row, shape=(self.n_vocab,)).copy())
+                s.logits.append(self._logits_row(s.out_index))
             tok = ll.llama_sampler_sample(s.sampler, self.ctx, s.out_index)
             if ll.llama_vocab_is_eog(self.vocab, tok):
                 finished.append(self._finish(s, truncated=False))
@@ -361,22 +360,29 @@ class LlamaEngine:
         self.prefixes[key] = entry
         return entry
 
-    def _decode_alone(self, seq: int, tokens: list[int], want_logits: bool = False) -> None:
-        """Decode tokens of one sequence in n_batch chunks."""
+    def _decode_alone(self, seq: int, tokens: list[int], start: int = 0, logits: str = "none") -> list[np.ndarray]:
+        """Decode one sequence's tokens from position `start` in n_batch chunks; logits none|last|all."""
         ll = _lib()
-        b = self.batch
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start : start + self.n_batch]
+        b, rows = self.batch, []
+        for c0 in range(0, len(tokens), self.n_batch):
+            chunk = tokens[c0 : c0 + self.n_batch]
             for j, t in enumerate(chunk):
-                b.token[j], b.pos[j], b.n_seq_id[j] = t, start + j, 1
+                b.token[j], b.pos[j], b.n_seq_id[j] = t, start + c0 + j, 1
                 b.seq_id[j][0] = seq
-                b.logits[j] = want_logits and start + j == len(tokens) - 1
+                b.logits[j] = logits == "all" or (logits == "last" and c0 + j == len(tokens) - 1)
             b.n_tokens = len(chunk)
             t0 = time.perf_counter()
             rc = ll.llama_decode(self.ctx, b)
             self.stats.decode_seconds += time.perf_counter() - t0
             if rc != 0:
                 raise ModelError(f"llama_decode failed with code {rc}", "raise --n-ctx")
+            wanted = range(len(chunk)) if logits == "all" else [len(chunk) - 1] if logits == "last" and c0 + len(chunk) == len(tokens) else []
+            rows += [self._logits_row(j) for j in wanted]
+        return rows
+
+    def _logits_row(self, index: int) -> np.ndarray:
+        ptr = _lib().llama_get_logits_ith(self.ctx, index)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
     def _sampler(self, req: Request):
         ll = _lib()
@@ -416,46 +422,23 @@ class LlamaEngine:
         """Teacher-forced logits at every position of `tokens`, run alone on one sequence."""
         if self.busy():
             raise RuntimeError("sequence_logits needs an idle engine")
-        ll = _lib()
         seq = self.slots[0].seq
-        rows = []
-        b = self.batch
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start : start + self.n_batch]
-            for j, t in enumerate(chunk):
-                b.token[j], b.pos[j], b.n_seq_id[j] = t, start + j, 1
-                b.seq_id[j][0] = seq
-                b.logits[j] = True
-            b.n_tokens = len(chunk)
-            if ll.llama_decode(self.ctx, b) != 0:
-                raise ModelError("llama_decode failed", "raise --n-ctx")
-            for j in range(len(chunk)):
-                rows.append(np.ctypeslib.as_array(ll.llama_get_logits_ith(self.ctx, j), shape=(self.n_vocab,)).copy())
-        ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
+        rows = self._decode_alone(seq, tokens, logits="all")
+        _lib().llama_memory_seq_rm(self.mem, seq, -1, -1)
         return np.stack(rows)
 
     def prompt_logits(self, prompt: str, prefix: str = "") -> np.ndarray:
         """Logits after the last prompt token, through the same prefix path as a request."""
         if self.busy():
             raise RuntimeError("prompt_logits needs an idle engine")
-        ll = _lib()
         req = Request(prompt=prompt, max_tokens=1, seed=0, prefix=prefix, sampling=SamplingParams(temperature=0))
         slot = self.slots[0]
         err = self._start(slot, req)
         if err:
             raise ModelError(err.error or "prompt does not fit", "raise --n-ctx")
-        b = self.batch
-        for j, t in enumerate(slot.feed):
-            b.token[j], b.pos[j], b.n_seq_id[j] = t, slot.pos + j, 1
-            b.seq_id[j][0] = slot.seq
-            b.logits[j] = j == len(slot.feed) - 1
-        b.n_tokens = len(slot.feed)
-        if ll.llama_decode(self.ctx, b) != 0:
-            raise ModelError("llama_decode failed", "raise --n-ctx")
-        ptr = ll.llama_get_logits_ith(self.ctx, len(slot.feed) - 1)
-        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+        [row] = self._decode_alone(slot.seq, slot.feed, slot.pos, logits="last")
         self._finish(slot, truncated=False)
-        return logits
+        return row
 
     def close(self) -> None:
         ll = _lib()
