@@ -110,6 +110,7 @@ def prepare(config: BuildConfig) -> Prepared:
     model_sha = sha256_file(model_path)
     fingerprint = config.fingerprint(
         vocab_sha=vocab.fingerprint(),
+        recipe_name=recipe.name,
         recipe_sha=recipe.fingerprint,
         model_sha=model_sha,
         model_name=model_path.name,

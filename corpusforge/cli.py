@@ -71,7 +71,7 @@ def build(
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.8,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling threshold.")] = 0.95,
     min_p: Annotated[float, typer.Option(help="Min-p sampling threshold.")] = 0.05,
-    top_k: Annotated[int, typer.Option(help="Top-k (0 = off).")] = 0,
+    top_k: Annotated[int, typer.Option(help="Top-k, applied first (0 = off, slower on big vocabularies).")] = 40,
     repeat_penalty: Annotated[float, typer.Option(help="Repetition penalty over the last 64 tokens.")] = 1.1,
     max_tokens: Annotated[list[str], typer.Option(help="Per-stage token budget, STAGE=N (repeatable), e.g. story=400.")] = [],
     min_words: Annotated[int, typer.Option(help="Shortest story kept, in words.")] = 40,

@@ -75,7 +75,7 @@ class BuildConfig:
     def threads_per_worker(self) -> int:
         return self.n_threads or max(1, (os.cpu_count() or 1) // self.workers)
 
-    def fingerprint(self, *, vocab_sha: str, recipe_sha: str, model_sha: str, model_name: str, max_tokens: dict) -> dict:
+    def fingerprint(self, *, vocab_sha: str, recipe_name: str, recipe_sha: str, model_sha: str, model_name: str, max_tokens: dict) -> dict:
         """What a resume must agree on. Speed settings (parallel, threads, workers) are left out."""
         return {
             "seed": self.seed,
@@ -83,7 +83,7 @@ class BuildConfig:
             "features_per_story": self.features_per_story,
             "max_attempts": self.max_attempts,
             "vocab_sha256": vocab_sha,
-            "recipe": self.recipe,
+            "recipe": recipe_name,
             "recipe_sha256": recipe_sha,
             "model": model_name,
             "model_sha256": model_sha,

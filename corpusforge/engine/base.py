@@ -9,12 +9,12 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """llama.cpp sampler settings; applied in the order penalties, top_k, top_p, min_p, temp."""
+    """llama.cpp sampler settings; applied in the order top_k, penalties, top_p, min_p, temp."""
 
     temperature: float = 0.8
     top_p: float = 0.95
     min_p: float = 0.05
-    top_k: int = 0
+    top_k: int = 40  # llama.cpp's default; 0 turns it off (slow on big vocabularies)
     repeat_penalty: float = 1.1
     repeat_last_n: int = 64
     ignore_eos: bool = False  # benchmarks only: every request runs to max_tokens
