@@ -12,7 +12,7 @@ from pathlib import Path
 from .engine.base import SamplingParams
 from .errors import CorpusforgeError
 
-DEFAULT_PARALLEL = 16  # best stories/hour measured by scripts/bench.py on 2 cores (see README)
+DEFAULT_PARALLEL = 32  # best of the --sweep in scripts/bench.py on 2 cores: 32 beat 16 by 10% (see README)
 
 
 @dataclass(slots=True)
