@@ -157,7 +157,8 @@ def test_crash_between_shard_rename_and_journal_delete_keeps_each_id_once(tiny_m
 
 def test_ctrl_c_stops_quickly_with_journal_flushed_and_says_how_to_resume(tiny_model, tmp_path):
     out = tmp_path / "int"
-    cmd = build_cmd(tiny_model, out)
+    n = 120  # enough that the build is surely still running when the signal comes
+    cmd = build_cmd(tiny_model, out, n)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while journal_lines(out) < 3 and time.monotonic() < deadline:
@@ -170,9 +171,9 @@ def test_ctrl_c_stops_quickly_with_journal_flushed_and_says_how_to_resume(tiny_m
     assert "run the same command again to resume" in err and "Traceback" not in err
     assert stopped_in < 10
     on_disk = len(done_ids(out))
-    assert f"stopped: {on_disk:,} of {N:,} stories done" in err
+    assert f"stopped: {on_disk:,} of {n:,} stories done" in err
     subprocess.run(cmd, check=True, timeout=600)
-    assert_complete(out, N)
+    assert_complete(out, n)
 
 
 def test_growing_n_extends_the_build_and_renames_shards(tiny_model, tmp_path):
