@@ -110,6 +110,7 @@ class LlamaEngine:
         self._clock = 0
         self.stats = EngineStats()
         self._eog: list[int] | None = None
+        self._prefix_tokens: dict[str, list[int]] = {}
         self.ctx = None
         if n_ctx:
             self.start(n_ctx)
@@ -328,7 +329,9 @@ class LlamaEngine:
     def _prefix(self, text: str, tokens: list[int]) -> _Prefix | None:
         """The cached KV sequence holding `text`'s tokens, evaluating it the first time."""
         ll = _lib()
-        ptoks = self.tokenize(text)
+        ptoks = self._prefix_tokens.get(text)
+        if ptoks is None:  # every request of a stage shares one prefix text: tokenize it once
+            ptoks = self._prefix_tokens[text] = self.tokenize(text)
         # BPE may merge across the prefix/suffix boundary: keep only what the full prompt
         # really starts with, and leave at least one token to decode for logits.
         common = 0
