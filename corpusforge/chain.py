@@ -1,7 +1,9 @@
 """Drive story plans through a recipe's stages on one engine, with checks and retries.
 
 Each story has at most one request outstanding; its next stage is queued the moment the
-previous one is accepted, so stages of different stories share every batch.
+previous one is accepted, so stages of different stories share every batch. A recipe with
+`conversation = true` runs its stages as turns of one chat: each stage's prompt is the whole
+conversation so far, and the engine continues the story's KV instead of re-reading it.
 """
 from __future__ import annotations
 
@@ -13,6 +15,13 @@ from .engine.base import Request, Result
 from .recipes import Recipe
 from .sampler import StoryPlan, stage_seed
 from .vocab import Vocab
+
+
+def as_said(raw: str, cleaned: str) -> str:
+    """How an answer appears in the conversation's later turns: as the model wrote it when
+    cleaning only touched whitespace (its KV is then kept as is), else the cleaned text the
+    row records (so the model is never shown words the row does not have)."""
+    return raw if raw.split() == cleaned.split() else cleaned
 
 
 @dataclass(slots=True)
@@ -35,6 +44,7 @@ class _Story:
     stage: int = 0
     attempt: int = 1
     outputs: dict[str, str] = field(default_factory=dict)
+    said: dict[str, str] = field(default_factory=dict)  # each answer as the conversation shows it
     prompt_tokens: int = 0
     prompt_tokens_reused: int = 0
     completion_tokens: int = 0
@@ -76,10 +86,20 @@ class Chain:
             **outputs,
         }
 
-    def prompt(self, plan: StoryPlan, stage: int, outputs: dict[str, str]) -> str:
-        """The full model prompt (chat-formatted) of one stage of one story."""
-        message = self.recipe.stages[stage].render(self.variables(plan, outputs))
-        return self.engine.format_prompt(message)
+    def prompt(self, plan: StoryPlan, stage: int, outputs: dict[str, str], said: dict[str, str] | None = None) -> str:
+        """The full model prompt (chat-formatted) of one stage of one story.
+
+        In a conversation, earlier answers appear as `said` holds them (see `_advance`),
+        else as the cleaned outputs."""
+        variables = self.variables(plan, outputs)
+        messages = []
+        if self.recipe.conversation:  # earlier stages as (user, assistant) turns before this one
+            for earlier in self.recipe.stages[:stage]:
+                answer = (said or {}).get(earlier.name, outputs[earlier.name])
+                messages += [{"role": "user", "content": earlier.render(variables)},
+                             {"role": "assistant", "content": answer}]
+        messages.append({"role": "user", "content": self.recipe.stages[stage].render(variables)})
+        return self.engine.format_prompt(messages)
 
     def _constant_prefix(self, stage: int) -> str:
         """The text every prompt of this stage starts with: render two unlike plans, compare."""
@@ -118,15 +138,23 @@ class Chain:
         stage = self.recipe.stages[story.stage]
         self.engine.submit(
             Request(
-                prompt=self.prompt(story.plan, story.stage, story.outputs),
+                prompt=self.prompt(story.plan, story.stage, story.outputs, story.said),
                 max_tokens=stage.max_tokens,
                 seed=stage_seed(story.plan.seed, story.plan.id, story.stage, story.attempt),
                 prefix=self.prefixes[story.stage],
                 # Later stages first: finishing open stories keeps fewer of them in flight.
                 priority=(-story.stage, story.plan.id),
                 tag=story,
+                # The engine keeps the story's KV between its requests: a conversation's next
+                # turn and a retry of the same prompt evaluate only what is new.
+                session=story.plan.id,
             )
         )
+
+    @staticmethod
+    def parse(stage, raw: str) -> str:
+        """A stage's answer cleaned by its recipe parser (text or sentence)."""
+        return (checks.extract_sentence if stage.parse == "sentence" else checks.extract)(raw)
 
     def _advance(self, result: Result) -> Outcome | None:
         """Take one stage result: queue the next stage, a retry, or finish the story."""
@@ -135,9 +163,9 @@ class Chain:
         story.prompt_tokens += result.prompt_tokens
         story.prompt_tokens_reused += result.prompt_tokens_reused
         story.completion_tokens += result.completion_tokens
-        parse = checks.extract_sentence if stage.parse == "sentence" else checks.extract
-        text = parse(result.text)
+        text = self.parse(stage, result.text)
         story.outputs[stage.name] = text
+        story.said[stage.name] = as_said(result.text, text)
         reason = None
         if result.error:
             reason = f"engine: {result.error}"
@@ -174,6 +202,7 @@ class Chain:
         )
 
     def _outcome(self, story: _Story, reason: str | None) -> Outcome:
+        self.engine.release(story.plan.id)
         final = story.outputs.get(self.recipe.stages[-1].name, "")
         return Outcome(
             plan=story.plan,

@@ -17,6 +17,8 @@ def render_preview(*, n: int, seed: int, start: int = 0, recipe: str, vocab: Pat
     r = load_recipe(recipe)
     phrases = {f.label: f.phrase for f in v.features}
     out = [f"recipe {r.name}: {' -> '.join(s.name for s in r.stages)}   seed {seed}"]
+    if r.conversation:
+        out.append("conversation: each stage is a user turn after the model's earlier answers")
     for i in range(start, start + n):
         p = plan(v, seed, i, features_per_story)
         out.append(f"\n=== story {p.id}: noun={p.noun} verb={p.verb} adjective={p.adjective} features={', '.join(p.features) or 'none'}")

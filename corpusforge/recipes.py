@@ -57,6 +57,9 @@ class Recipe:
     path: Path
     stages: tuple[Stage, ...]
     fingerprint: str  # sha256 of recipe.toml and every template, so edits are noticed on resume
+    # True: the stages are turns of one chat (each prompt = the conversation so far + this
+    # stage's message); False: each stage is a prompt of its own.
+    conversation: bool = False
 
     def stage_index(self, name: str) -> int | None:
         return next((i for i, s in enumerate(self.stages) if s.name == name), None)
@@ -110,6 +113,9 @@ def load_recipe(name_or_path: str) -> Recipe:
     raw_stages = data.get("stages")
     if not isinstance(raw_stages, list) or not raw_stages:
         raise RecipeError(f"{toml_path}: no [[stages]]", "add at least one [[stages]] table")
+    conversation = data.get("conversation", False)
+    if not isinstance(conversation, bool):
+        raise RecipeError(f"{toml_path}: conversation must be true or false", "e.g. conversation = true")
     env = _environment(folder)
     digest = hashlib.sha256(toml_path.read_bytes())
     stages: list[Stage] = []
@@ -149,4 +155,5 @@ def load_recipe(name_or_path: str) -> Recipe:
         path=folder,
         stages=tuple(stages),
         fingerprint=digest.hexdigest(),
+        conversation=conversation,
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from corpusforge.chain import Chain  # noqa: E402
+from corpusforge.chain import Chain, as_said  # noqa: E402
 from corpusforge.checks import CHECKS  # noqa: E402
 from corpusforge.engine.base import Request, SamplingParams  # noqa: E402
 from corpusforge.engine.llamacpp import LlamaEngine  # noqa: E402
@@ -70,7 +70,7 @@ def make_model(path: Path, shape: str, quant: str) -> Path:
 
 def run_naive(model: Path, plans, recipe, chain: Chain, sampling: SamplingParams, threads: int) -> dict:
     """(a) One high-level create_completion per stage per story, one after another."""
-    from llama_cpp import Llama
+    from llama_cpp import Llama, llama_perf_context
 
     llm = Llama(model_path=str(model), n_ctx=2048, n_batch=512, n_threads=threads, n_threads_batch=threads, verbose=False)
     eog = chain.engine.eog_tokens()
@@ -79,9 +79,10 @@ def run_naive(model: Path, plans, recipe, chain: Chain, sampling: SamplingParams
         t0 = time.perf_counter()
         for p in plans:
             outputs: dict[str, str] = {}
+            said: dict[str, str] = {}
             for i, stage in enumerate(recipe.stages):
                 res = llm.create_completion(
-                    chain.prompt(p, i, outputs),
+                    chain.prompt(p, i, outputs, said),
                     max_tokens=stage.max_tokens,
                     temperature=sampling.temperature,
                     top_p=sampling.top_p,
@@ -91,18 +92,25 @@ def run_naive(model: Path, plans, recipe, chain: Chain, sampling: SamplingParams
                     seed=stage_seed(p.seed, p.id, i, 1),
                     logit_bias={t: float("-inf") for t in eog},
                 )
-                outputs[stage.name] = res["choices"][0]["text"]
+                raw = res["choices"][0]["text"]
+                outputs[stage.name] = chain.parse(stage, raw)
+                said[stage.name] = as_said(raw, outputs[stage.name])
                 prompt_tokens += res["usage"]["prompt_tokens"]
                 completion_tokens += res["usage"]["completion_tokens"]
         seconds = time.perf_counter() - t0
+    # llama.cpp's own counters: Llama reuses the common start of consecutive prompts, so
+    # fewer prompt tokens are evaluated than sent.
+    perf = llama_perf_context(llm._ctx.ctx)
     llm.close()
     return {
         "seconds": round(seconds, 2),
         "stories_per_hour": round(3600 * len(plans) / seconds, 1),
         "prompt_tokens": prompt_tokens,
         "generated_tokens": completion_tokens,
-        "prompt_tokens_evaluated": prompt_tokens,  # upper bound: Llama reuses a common prefix with the last prompt
-        "prompt_tokens_reused": None,
+        "prompt_tokens_evaluated": perf.n_p_eval,
+        "prompt_tokens_reused": prompt_tokens - perf.n_p_eval,
+        "prompt_tps": round(perf.n_p_eval / (perf.t_p_eval_ms / 1000), 1) if perf.t_p_eval_ms else None,
+        "gen_tps": round(perf.n_eval / (perf.t_eval_ms / 1000), 1) if perf.t_eval_ms else None,
         "gen_tps_wall": round(completion_tokens / seconds, 1),
         "peak_rss_mb": rss.mb,
     }
@@ -129,7 +137,11 @@ def run_engine(model: Path, plans, recipe, vocab, sampling: SamplingParams, thre
         "generated_tokens": s.generated_tokens,
         "prompt_tokens_evaluated": s.prompt_tokens_evaluated,
         "prompt_tokens_reused": s.prompt_tokens_reused,
+        "prefix_tokens_reused": s.prefix_tokens_reused,  # copied from a shared prefix
+        "session_tokens_reused": s.prompt_tokens_reused - s.prefix_tokens_reused,  # kept from a story's earlier turns
         "prefix_evaluations": s.prefix_evaluations,
+        # Prompt chunks and generation share every decode, so both rates are over the wall.
+        "prompt_tps_wall": round(s.prompt_tokens_evaluated / seconds, 1),
         "gen_tps_wall": round(s.generated_tokens / seconds, 1),
         "decode_calls": s.decode_calls,
         "peak_rss_mb": rss.mb,
@@ -243,7 +255,8 @@ def main() -> None:
         "gen_tps_engine": gen["gen_tps"],
         "gen_tps_llama_batched_bench": lbb["gen_tps"] if lbb else None,
         "ratio_vs_llama_batched_bench": round(gen["gen_tps"] / lbb["gen_tps"], 2) if lbb else None,
-        "prefix_tokens_reused": engine["prompt_tokens_reused"],
+        "prefix_tokens_reused": engine["prefix_tokens_reused"],
+        "session_tokens_reused": engine["session_tokens_reused"],
         "prefix_evaluations": engine["prefix_evaluations"],
         "peak_rss_mb": engine["peak_rss_mb"],
         "sweep_stories_per_hour": {str(k): v for k, v in sorted(sweep.items())},

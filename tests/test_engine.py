@@ -102,6 +102,70 @@ def test_shared_prefix_is_evaluated_once_then_only_copied(tiny_model):
         assert e.stats.prompt_tokens_evaluated == full - e.stats.prompt_tokens_reused + per_request
 
 
+def turn_two(engine, first: Result, topic: str) -> str:
+    """The whole conversation after `first`: its prompt, its answer as written, a new user turn."""
+    return engine.format_prompt([{"role": "user", "content": PREFIX + topic},
+                                 {"role": "assistant", "content": first.text},
+                                 {"role": "user", "content": "Now tell it again, shorter."}])
+
+
+def test_a_session_turn_continues_the_kept_kv_and_matches_a_fresh_run(tiny_model, single):
+    with LlamaEngine(tiny_model, parallel=4, n_ctx=512, n_threads=2, sampling=SAMPLED) as e:
+        n = e.parallel  # one parked conversation per slot (more would evict the oldest)
+        firsts = e.generate([Request(prompt=t, max_tokens=24, seed=i, session=("s", i))
+                             for i, t in enumerate(prompts(e)[:n])])
+        evaluated, reused = e.stats.prompt_tokens_evaluated, e.stats.prompt_tokens_reused
+        results = e.generate([Request(prompt=turn_two(e, f, t), max_tokens=20, seed=i, session=("s", i), keep_logits=True)
+                              for i, (f, t) in enumerate(zip(firsts, TOPICS))])
+        respelled = 0
+        for f, r in zip(firsts, results):
+            # Everything turn one left in the KV is kept: its prompt and every decoded answer token.
+            kept = len(f.tokens) - (1 if f.truncated else 0)
+            assert r.prompt_tokens_reused == kept
+            assert r.tokens[:kept] == f.tokens[:kept]
+            # Only the new turn is evaluated: the end-of-turn markers and the new user message.
+            assert r.prompt_tokens - r.prompt_tokens_reused <= 25 < r.prompt_tokens / 3
+            respelled += e.tokenize(r.request.prompt)[:kept] != r.tokens[:kept]
+        # Seeded: at least one answer is in tokens its text does not tokenize back to, so the
+        # text-level continuation is exercised too (and checked by the logits below).
+        assert respelled >= 1
+        assert e.stats.prompt_tokens_evaluated - evaluated == sum(r.prompt_tokens - r.prompt_tokens_reused for r in results)
+        assert e.stats.prompt_tokens_reused - reused == sum(r.prompt_tokens_reused for r in results)
+        # The continued KV gives the logits a fresh run of the whole conversation gives.
+        assert_matches_single_sequence(single, results)
+        for i in range(n):
+            e.release(("s", i))
+        assert all(s.session is None for s in e.slots)
+
+
+def test_a_retry_rolls_back_the_rejected_answer_and_sees_what_the_first_try_saw(tiny_model):
+    with LlamaEngine(tiny_model, parallel=2, n_ctx=512, n_threads=2, sampling=SAMPLED) as e:
+        prompt = prompts(e)[0]
+        [first] = e.generate([Request(prompt=prompt, max_tokens=16, seed=1, session=7, keep_logits=True)])
+        evaluated = e.stats.prompt_tokens_evaluated
+        [retry] = e.generate([Request(prompt=prompt, max_tokens=16, seed=2, session=7, keep_logits=True)])
+        # Only the last prompt token is decoded again (its logits start the answer); the
+        # first try's answer is gone from the KV, so the first draw sees the same logits.
+        assert e.stats.prompt_tokens_evaluated - evaluated == 1
+        assert retry.prompt_tokens_reused == first.prompt_tokens - 1
+        np.testing.assert_allclose(retry.logits[0], first.logits[0], atol=1e-3, rtol=0)
+        assert retry.tokens[: first.prompt_tokens] == first.tokens[: first.prompt_tokens]
+
+
+def test_parked_sessions_give_way_to_new_requests_when_every_slot_is_parked(tiny_model):
+    with LlamaEngine(tiny_model, parallel=2, n_ctx=512, n_threads=2, sampling=GREEDY) as e:
+        texts = prompts(e)
+        e.generate([Request(prompt=t, max_tokens=4, seed=i, session=i) for i, t in enumerate(texts[:2])])
+        assert [s.session for s in e.slots] == [0, 1]
+        # No empty slot is left: a newcomer evicts the least recently parked conversation.
+        [r] = e.generate([Request(prompt=texts[2], max_tokens=4, seed=9)])
+        assert r.error is None and r.completion_tokens > 0
+        assert sorted(s.session for s in e.slots if s.session is not None) == [1]
+        # An evicted session starts over from its prompt; nothing stale is kept.
+        [again] = e.generate([Request(prompt=texts[0], max_tokens=4, seed=0, session=0)])
+        assert again.prompt_tokens_reused == 0 and again.error is None
+
+
 def test_slots_are_reused_for_more_requests_than_slots(batched):
     before = batched.stats.requests_started
     results = run(batched, prompts(batched) * 2, max_tokens=12)

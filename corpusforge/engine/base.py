@@ -36,6 +36,10 @@ class Request:
     priority: tuple = ()  # lower starts first
     tag: object = None  # the caller's handle, returned untouched
     keep_logits: bool = False  # return the logits each token was sampled from (for checks)
+    # A conversation key: the engine keeps this request's KV (prompt + answer) after it
+    # finishes, and a later request with the same session evaluates only what its prompt
+    # adds to what is kept (a retry rolls back to where the prompts diverge).
+    session: object = None
 
 
 @dataclass(slots=True)
@@ -54,7 +58,8 @@ class Result:
 @dataclass(slots=True)
 class EngineStats:
     prompt_tokens_evaluated: int = 0
-    prompt_tokens_reused: int = 0
+    prompt_tokens_reused: int = 0  # all prompt tokens not evaluated: shared prefixes + sessions
+    prefix_tokens_reused: int = 0  # of those, copied from a shared prefix
     generated_tokens: int = 0
     prefix_evaluations: int = 0
     requests_started: int = 0

@@ -1,4 +1,4 @@
-"""Render a GGUF model's own chat template (Jinja2, from its metadata) around one message.
+"""Render a GGUF model's own chat template (Jinja2, from its metadata) around a conversation.
 
 llama.cpp's C helper only knows a fixed list of templates; HF chat templates are Jinja2, so
 we render them the way transformers does, in a sandbox since they come inside model files.
@@ -22,10 +22,10 @@ def _compile(source: str) -> jinja2.Template:
     return env.from_string(source)
 
 
-def render_chat(template: str, user_message: str, bos_token: str = "", eos_token: str = "") -> str:
-    """The prompt text for a single user turn, ending where the assistant starts."""
+def render_chat(template: str, messages: list[dict], bos_token: str = "", eos_token: str = "") -> str:
+    """The prompt text for a conversation ([{"role", "content"}, ...]), ending where the assistant starts."""
     return _compile(template).render(
-        messages=[{"role": "user", "content": user_message}],
+        messages=messages,
         add_generation_prompt=True,
         bos_token=bos_token,
         eos_token=eos_token,

@@ -1,7 +1,8 @@
 """Batched llama.cpp engine on llama-cpp-python's low-level API.
 
 Continuous batching over `parallel` KV sequences, shared-prefix reuse by sequence copy,
-prompt chunks mixed with generation tokens in one decode, one seeded sampler per request.
+conversations continued in place (a finished request's KV is kept for its session's next
+turn), prompt chunks mixed with generation tokens in one decode, one seeded sampler per request.
 """
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ class _Slot:
     prompt: list[int] = field(default_factory=list)
     logits: list = field(default_factory=list)
     out_index: int = -1  # row of this slot's logits in the last batch
+    session: object = None  # whose conversation the KV holds (kept after the request ends)
+    kv: list[int] = field(default_factory=list)  # tokens in the KV while parked for `session`
+    parked: int = 0  # clock when parked: the least recently parked slot is evicted first
 
 
 class LlamaEngine:
@@ -192,28 +196,32 @@ class LlamaEngine:
             n = ll.llama_tokenize(self.vocab, raw, len(raw), buf, -n, add_special and self.add_bos, True)
         return list(buf[:n])
 
-    def detokenize(self, tokens: list[int]) -> str:
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> str:
+        """Text of `tokens`; `special` also spells control tokens (<|im_end|>, ...) as text."""
         ll = _lib()
         if not tokens:
             return ""
         arr = (ll.llama_token * len(tokens))(*tokens)
         cap = len(tokens) * 16 + 16
         buf = ctypes.create_string_buffer(cap)
-        n = ll.llama_detokenize(self.vocab, arr, len(tokens), buf, cap, False, False)
+        n = ll.llama_detokenize(self.vocab, arr, len(tokens), buf, cap, False, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
-            n = ll.llama_detokenize(self.vocab, arr, len(tokens), buf, -n, False, False)
+            n = ll.llama_detokenize(self.vocab, arr, len(tokens), buf, -n, False, special)
         return buf.raw[:n].decode("utf-8", errors="replace")
 
-    def format_prompt(self, user_message: str) -> str:
-        """The model's own chat template around one user message; plain text without one."""
+    def format_prompt(self, messages: str | list[dict]) -> str:
+        """The model's own chat template around one user message or a conversation
+        ([{"role": "user"|"assistant", "content": ...}, ...]); plain text without a template."""
         from .chat import render_chat
 
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
         if not self.chat_template:
-            return user_message + "\n\n"
+            return "".join(m["content"] + "\n\n" for m in messages)
         bos = self.token_text(_lib().llama_vocab_bos(self.vocab))
         eos = self.token_text(_lib().llama_vocab_eos(self.vocab))
-        text = render_chat(self.chat_template, user_message, bos, eos)
+        text = render_chat(self.chat_template, messages, bos, eos)
         # The tokenizer adds BOS itself when the model asks for it; a template that also
         # writes it would give two.
         if self.add_bos and bos and text.startswith(bos):
@@ -243,13 +251,39 @@ class LlamaEngine:
                 out[order[id(res.request)]] = res
         return out  # type: ignore[return-value]
 
+    def release(self, session: object) -> None:
+        """Drop the KV kept for `session` (its conversation is over)."""
+        for slot in self.slots:
+            if slot.request is None and slot.session == session:
+                self._clear(slot)
+
+    def _slot_for(self, req: Request, waited: set) -> _Slot | None:
+        """The slot a request starts in: its own parked conversation, an empty slot, or the
+        least recently parked one that no waiting request will continue."""
+        free = [s for s in self.slots if s.request is None]
+        if req.session is not None:
+            own = next((s for s in free if s.session == req.session), None)
+            if own is not None:
+                return own
+        empty = next((s for s in free if s.session is None), None)
+        if empty is not None:
+            return empty
+        evictable = [s for s in free if s.session not in waited]
+        return min(evictable, key=lambda s: s.parked) if evictable else None
+
     def step(self) -> list[Result]:
         """Start waiting requests in free slots, run one decode, return what finished."""
         ll = _lib()
         finished: list[Result] = []
-        for slot in self.slots:
-            if slot.request is None and self.waiting:
-                err = self._start(slot, heapq.heappop(self.waiting)[2])
+        if self.waiting and any(s.request is None for s in self.slots):
+            pending = [heapq.heappop(self.waiting) for _ in range(len(self.waiting))]
+            waited = {entry[2].session for entry in pending}
+            for entry in pending:  # in priority order; a request without a slot keeps waiting
+                slot = self._slot_for(entry[2], waited)
+                if slot is None:
+                    heapq.heappush(self.waiting, entry)
+                    continue
+                err = self._start(slot, entry[2])
                 if err:
                     finished.append(err)
         active = [s for s in self.slots if s.request is not None]
@@ -311,41 +345,70 @@ class LlamaEngine:
     def _start(self, slot: _Slot, req: Request) -> Result | None:
         ll = _lib()
         tokens = self.tokenize(req.prompt)
+        # Keep the longest run of this session's KV the prompt starts with (at least one
+        # token is left to decode, for logits); the rest, e.g. a rejected answer, is rolled back.
+        kept = 0
+        if req.session is not None and slot.session == req.session and slot.kv:
+            kept = _common(slot.kv, tokens[:-1])
+            if kept < len(slot.kv):
+                # A model may write a word in other tokens than the tokenizer would split its
+                # text into. If the prompt's text goes on from the KV's text, keep it all:
+                # the model then reads its answer as it wrote it, and the text is the same.
+                head = self._kv_text(slot.kv)
+                if len(req.prompt) > len(head) and req.prompt.startswith(head):
+                    tokens = slot.kv + self.tokenize(req.prompt[len(head):], add_special=False)
+                    kept = len(slot.kv)
         if len(tokens) + 1 > self.n_ctx_seq:
+            self._clear(slot)
             return Result(req, "", 0, len(tokens), truncated=False, error=f"prompt: {len(tokens)} tokens, context {self.n_ctx_seq}")
-        reused = 0
-        if req.prefix:
-            prefix = self._prefix(req.prefix, tokens)
-            if prefix is not None:
+        shared = self._shared_tokens(req.prefix, tokens) if req.prefix else []
+        reused = copied = 0
+        if kept and kept >= len(shared):
+            ll.llama_memory_seq_rm(self.mem, slot.seq, kept, -1)
+            reused = kept
+        else:
+            self._clear(slot)
+            if len(shared) >= 2 and self.prefix_slots:
+                prefix = self._prefix(shared)
                 ll.llama_memory_seq_cp(self.mem, prefix.seq, slot.seq, -1, -1)
-                reused = len(prefix.tokens)
+                reused = copied = len(shared)
+        slot.session, slot.kv = req.session, []
         slot.request, slot.sampler = req, self._sampler(req)
         slot.feed, slot.pos, slot.prompt_tokens, slot.reused = tokens[reused:], reused, len(tokens), reused
         slot.generated, slot.next_token, slot.prompt, slot.logits = [], None, tokens, []
         self.stats.prompt_tokens_reused += reused
+        self.stats.prefix_tokens_reused += copied
         self.stats.requests_started += 1
         return None
 
-    def _prefix(self, text: str, tokens: list[int]) -> _Prefix | None:
-        """The cached KV sequence holding `text`'s tokens, evaluating it the first time."""
-        ll = _lib()
+    def _kv_text(self, kv: list[int]) -> str:
+        """The prompt text a KV token list spells (without the BOS the tokenizer adds)."""
+        if self.add_bos and kv and kv[0] == _lib().llama_vocab_bos(self.vocab):
+            kv = kv[1:]
+        return self.detokenize(kv, special=True)
+
+    def _clear(self, slot: _Slot) -> None:
+        """Empty a slot's KV sequence and forget whose conversation it held."""
+        if slot.session is not None or slot.kv or slot.pos:
+            _lib().llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
+        slot.session, slot.kv, slot.pos = None, [], 0
+
+    def _shared_tokens(self, text: str, tokens: list[int]) -> list[int]:
+        """The tokens of a shared prefix `text` that the prompt `tokens` really starts with."""
         ptoks = self._prefix_tokens.get(text)
         if ptoks is None:  # every request of a stage shares one prefix text: tokenize it once
             ptoks = self._prefix_tokens[text] = self.tokenize(text)
         # BPE may merge across the prefix/suffix boundary: keep only what the full prompt
         # really starts with, and leave at least one token to decode for logits.
-        common = 0
-        for a, c in zip(ptoks, tokens[:-1]):
-            if a != c:
-                break
-            common += 1
-        ptoks = ptoks[:common]
-        if len(ptoks) < 2 or self.prefix_slots == 0:
-            return None
+        return ptoks[: _common(ptoks, tokens[:-1])]
+
+    def _prefix(self, ptoks: list[int]) -> _Prefix:
+        """The cached KV sequence holding `ptoks`, evaluating it the first time."""
+        ll = _lib()
         self._clock += 1
         key = tuple(ptoks)
         hit = self.prefixes.get(key)
-        if hit is not None and tokens[: len(hit.tokens)] == hit.tokens:
+        if hit is not None:
             hit.last_used = self._clock
             return hit
         used = {p.seq for p in self.prefixes.values()}
@@ -418,7 +481,13 @@ class LlamaEngine:
         res = Result(req, self.detokenize(slot.generated), len(slot.generated), slot.prompt_tokens, truncated, None, slot.reused,
                      tokens=slot.prompt + slot.generated, logits=np.stack(slot.logits) if slot.logits else None)
         ll.llama_sampler_free(slot.sampler)
-        ll.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
+        if req.session is not None:  # park: the session's next turn continues this KV
+            decoded = slot.generated[:-1] if truncated else slot.generated  # the last sampled token of a cut-off answer was never decoded
+            slot.kv = slot.prompt + decoded
+            self._clock += 1
+            slot.parked = self._clock
+        else:
+            self._clear(slot)
         slot.request, slot.sampler, slot.feed, slot.generated, slot.next_token = None, None, [], [], None
         self.stats.requests_finished += 1
         return res
@@ -429,6 +498,7 @@ class LlamaEngine:
         """Teacher-forced logits at every position of `tokens`, run alone on one sequence."""
         if self.busy():
             raise RuntimeError("sequence_logits needs an idle engine")
+        self._clear(self.slots[0])
         seq = self.slots[0].seq
         rows = self._decode_alone(seq, tokens, logits="all")
         _lib().llama_memory_seq_rm(self.mem, seq, -1, -1)
@@ -471,6 +541,16 @@ class LlamaEngine:
             self.close()
         except Exception:
             pass
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    """Length of the common start of two token lists."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def available_memory() -> int | None:

@@ -1,0 +1,64 @@
+"""The chain on the real tiny model: a conversation recipe continues each story's KV."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from corpusforge.chain import Chain
+from corpusforge.checks import CHECKS
+from corpusforge.engine.base import SamplingParams
+from corpusforge.engine.llamacpp import LlamaEngine
+from corpusforge.errors import RecipeError
+from corpusforge.recipes import builtin_dir, load_recipe
+from corpusforge.sampler import plan
+from corpusforge.vocab import load_vocab
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return load_vocab()
+
+
+def test_conversation_prompt_holds_earlier_turns_and_answers(tiny_model, vocab):
+    recipe = load_recipe("tinystories-instruct")
+    assert recipe.conversation
+    with LlamaEngine(tiny_model, parallel=1, n_threads=2) as e:
+        chain = Chain(e, recipe, vocab)
+        p = plan(vocab, 0, 0)
+        outputs = {"summary": "Tom finds a red ball.", "key_sentence": "Tom kicks the ball."}
+        story = chain.prompt(p, 2, outputs)
+        first = chain.prompt(p, 0, {})
+    # Stage 3's prompt is stage 1's prompt, then the answers and the later user turns.
+    assert story.startswith(first.rsplit("<|im_start|>assistant", 1)[0])
+    assert story.count("<|im_start|>user") == 3 and story.count("<|im_start|>assistant") == 3
+    assert "Tom finds a red ball." in story and "Tom kicks the ball." in story
+    assert p.noun in first and p.verb in first and p.adjective in first
+
+
+def test_later_stages_evaluate_only_their_new_turn(tiny_model, vocab):
+    recipe = load_recipe("tinystories-instruct").with_max_tokens({"summary": 24, "key_sentence": 12, "story": 40})
+    plans = [plan(vocab, 0, i) for i in range(6)]
+    with LlamaEngine(tiny_model, parallel=3, n_threads=2, sampling=SamplingParams(ignore_eos=True), prefix_slots=3) as e:
+        chain = Chain(e, recipe, vocab, max_attempts=1, skip_checks=tuple(CHECKS), strict_stages=False)
+        e.start(512)
+        outcomes = list(chain.run(plans))
+        first_turn = [len(e.tokenize(chain.prompt(p, 0, {}))) for p in plans]
+        assert not e.busy() and all(s.session is None for s in e.slots)  # every story released its KV
+    assert sorted(o.plan.id for o in outcomes) == list(range(6))
+    for o, n_first in zip(sorted(outcomes, key=lambda o: o.plan.id), first_turn):
+        evaluated = o.prompt_tokens - o.prompt_tokens_reused
+        # Three stages read ~3 conversations' worth of prompt; a story evaluates its first
+        # turn (less the shared instructions) plus two short user turns, not the re-reads.
+        assert o.prompt_tokens > 3 * n_first
+        assert evaluated < n_first + 70
+
+
+def test_conversation_flag_must_be_a_boolean(tmp_path):
+    folder = tmp_path / "r"
+    shutil.copytree(builtin_dir() / "tinystories-instruct", folder)
+    toml = folder / "recipe.toml"
+    toml.write_text(toml.read_text().replace("conversation = true", 'conversation = "yes"'))
+    with pytest.raises(RecipeError) as err:
+        load_recipe(str(folder))
+    assert "conversation must be true or false" in str(err.value)
