@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from corpusforge.chain import Chain, as_said  # noqa: E402
 from corpusforge.checks import CHECKS  # noqa: E402
+from corpusforge.config import DEFAULT_PARALLEL  # noqa: E402
 from corpusforge.engine.base import Request, SamplingParams  # noqa: E402
 from corpusforge.engine.llamacpp import LlamaEngine  # noqa: E402
 from corpusforge.recipes import load_recipe  # noqa: E402
@@ -197,7 +198,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="GGUF to use (default: tiny-model smollm2-135m Q4_K_M in bench/scratch)")
     ap.add_argument("--stories", type=int, default=64)
-    ap.add_argument("--parallel", type=int, default=32)
+    ap.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL)
     ap.add_argument("--sweep", default="", help="extra engine parallel counts to rank, e.g. 8,16,32")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=0)
@@ -220,12 +221,12 @@ def main() -> None:
     print(f"machine: {machine()}\nmodel: {model.name}, {args.stories} stories, budgets {budget}, threads {args.threads}")
     engine = run_engine(model, plans, recipe, vocab, sampling, args.threads, args.parallel)
     print(f"engine  P={args.parallel}: {engine['stories_per_hour']:.0f} stories/h, {engine['gen_tps_wall']:.0f} gen tok/s over wall")
-    sweep = {}
+    sweep, rss = {args.parallel: engine["stories_per_hour"]}, {args.parallel: engine["peak_rss_mb"]}
     for p in [int(x) for x in args.sweep.split(",") if x]:
         if p != args.parallel:
-            sweep[p] = run_engine(model, plans, recipe, vocab, sampling, args.threads, p)["stories_per_hour"]
-            print(f"engine  P={p}: {sweep[p]:.0f} stories/h")
-    sweep[args.parallel] = engine["stories_per_hour"]
+            other = run_engine(model, plans, recipe, vocab, sampling, args.threads, p)
+            sweep[p], rss[p] = other["stories_per_hour"], other["peak_rss_mb"]
+            print(f"engine  P={p}: {sweep[p]:.0f} stories/h, peak RSS {rss[p]:.0f} MB")
     naive = None
     if not args.skip_naive:
         fmt = LlamaEngine(model, parallel=1, n_threads=args.threads, prefix_slots=0)
@@ -260,6 +261,7 @@ def main() -> None:
         "prefix_evaluations": engine["prefix_evaluations"],
         "peak_rss_mb": engine["peak_rss_mb"],
         "sweep_stories_per_hour": {str(k): v for k, v in sorted(sweep.items())},
+        "sweep_peak_rss_mb": {str(k): v for k, v in sorted(rss.items())},
         "best_parallel": max(sweep, key=sweep.get),
         "naive": naive,
         "engine": engine,

@@ -43,10 +43,9 @@ def assert_matches_single_sequence(engine_alone, results):
 
     Batched and single decodes may take different CPU kernels (gemm vs gemv, other activation
     blocks), so even greedy texts can part at a near-tie; teacher forcing each request's own
-    tokens on a lone sequence compares every step instead. Measured on the test model: 7 of 10
-    requests match to the bit, the rest within 0.45 (logit std 4.9), while two different
-    requests' logits differ by ~15 at the same step, so a leaked token cannot hide under a
-    tolerance of 0.2 std.
+    tokens on a lone sequence compares every step instead. Measured on test models: requests
+    match within 0.11 std (logit std 4.9), while two different requests' logits differ by
+    ~3.8 std at the same step, so a leaked token cannot hide under a tolerance of 0.2 std.
     """
     for r in results:
         assert r.logits is not None and r.completion_tokens > 0
@@ -56,7 +55,9 @@ def assert_matches_single_sequence(engine_alone, results):
         expected = alone[n_prompt - 1 : n_prompt - 1 + len(r.logits)]
         assert expected.shape == r.logits.shape
         np.testing.assert_allclose(r.logits, expected, atol=0.2 * expected.std(), rtol=0)
-        assert (r.logits.argmax(axis=1) == expected.argmax(axis=1)).mean() >= 0.85
+        # Near-ties flip some greedy picks under that noise (0.8-1.0 agree, measured); a leaked
+        # request agrees on ~0.1 of them (the negative control below).
+        assert (r.logits.argmax(axis=1) == expected.argmax(axis=1)).mean() >= 0.7
 
 
 def test_batched_logits_equal_single_sequence_runs_step_for_step(single, batched):
@@ -84,9 +85,13 @@ def test_prefix_copy_first_token_logits_match_full_evaluation(tiny_model):
         full = e.prompt_logits(prompt)
         copied = e.prompt_logits(prompt, prefix=prefix)
         assert e.stats.prompt_tokens_reused > 10
+        other = e.prompt_logits(e.format_prompt("Something else entirely: a little red hen"))
     assert full.shape == copied.shape
-    np.testing.assert_allclose(copied, full, rtol=1e-3, atol=1e-3)
-    assert int(np.argmax(copied)) == int(np.argmax(full))
+    # Prefix and rest are decoded in other batch shapes than the whole prompt, so CPU kernels
+    # add float noise: measured at most 0.25 (0.05 std) on test models, where a different
+    # context moves the logits by 7-9. A tolerance of 0.1 std tells the two apart.
+    np.testing.assert_allclose(copied, full, atol=0.1 * full.std(), rtol=0)
+    assert np.abs(other - full).max() > full.std()
 
 
 def test_shared_prefix_is_evaluated_once_then_only_copied(tiny_model):
@@ -117,7 +122,6 @@ def test_a_session_turn_continues_the_kept_kv_and_matches_a_fresh_run(tiny_model
         evaluated, reused = e.stats.prompt_tokens_evaluated, e.stats.prompt_tokens_reused
         results = e.generate([Request(prompt=turn_two(e, f, t), max_tokens=20, seed=i, session=("s", i), keep_logits=True)
                               for i, (f, t) in enumerate(zip(firsts, TOPICS))])
-        respelled = 0
         for f, r in zip(firsts, results):
             # Everything turn one left in the KV is kept: its prompt and every decoded answer token.
             kept = len(f.tokens) - (1 if f.truncated else 0)
@@ -125,10 +129,6 @@ def test_a_session_turn_continues_the_kept_kv_and_matches_a_fresh_run(tiny_model
             assert r.tokens[:kept] == f.tokens[:kept]
             # Only the new turn is evaluated: the end-of-turn markers and the new user message.
             assert r.prompt_tokens - r.prompt_tokens_reused <= 25 < r.prompt_tokens / 3
-            respelled += e.tokenize(r.request.prompt)[:kept] != r.tokens[:kept]
-        # Seeded: at least one answer is in tokens its text does not tokenize back to, so the
-        # text-level continuation is exercised too (and checked by the logits below).
-        assert respelled >= 1
         assert e.stats.prompt_tokens_evaluated - evaluated == sum(r.prompt_tokens - r.prompt_tokens_reused for r in results)
         assert e.stats.prompt_tokens_reused - reused == sum(r.prompt_tokens_reused for r in results)
         # The continued KV gives the logits a fresh run of the whole conversation gives.
@@ -136,6 +136,23 @@ def test_a_session_turn_continues_the_kept_kv_and_matches_a_fresh_run(tiny_model
         for i in range(n):
             e.release(("s", i))
         assert all(s.session is None for s in e.slots)
+
+
+def test_an_answer_written_in_other_tokens_than_its_text_is_kept_as_written(tiny_model, single):
+    with LlamaEngine(tiny_model, parallel=1, n_ctx=512, n_threads=2, sampling=SAMPLED) as e:
+        question, answer = PREFIX + "a red hen", " The little hen ran home."
+        # A model may write a word in pieces ("h"+"en") that the tokenizer would keep whole;
+        # spell the answer one character per token to be sure, and park it as a session.
+        kv = e.tokenize(e.format_prompt(question)) + [t for ch in answer for t in e.tokenize(ch, add_special=False)]
+        assert e.detokenize(kv[-len(answer):]) == answer and e.tokenize(e.format_prompt(question) + answer) != kv
+        slot = e.slots[0]
+        e._decode_alone(slot.seq, kv)
+        slot.session, slot.kv = "hen", kv
+        turn = e.format_prompt([{"role": "user", "content": question}, {"role": "assistant", "content": answer},
+                                {"role": "user", "content": "And then?"}])
+        [r] = e.generate([Request(prompt=turn, max_tokens=12, seed=3, session="hen", keep_logits=True)])
+    assert r.prompt_tokens_reused == len(kv) and r.tokens[: len(kv)] == kv
+    assert_matches_single_sequence(single, [r])
 
 
 def test_a_retry_rolls_back_the_rejected_answer_and_sees_what_the_first_try_saw(tiny_model):

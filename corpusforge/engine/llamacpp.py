@@ -389,8 +389,7 @@ class LlamaEngine:
 
     def _clear(self, slot: _Slot) -> None:
         """Empty a slot's KV sequence and forget whose conversation it held."""
-        if slot.session is not None or slot.kv or slot.pos:
-            _lib().llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
+        _lib().llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
         slot.session, slot.kv, slot.pos = None, [], 0
 
     def _shared_tokens(self, text: str, tokens: list[int]) -> list[int]:
