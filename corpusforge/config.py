@@ -12,7 +12,7 @@ from pathlib import Path
 from .engine.base import SamplingParams
 from .errors import CorpusforgeError
 
-DEFAULT_PARALLEL = 32  # best of the --sweep in scripts/bench.py on 2 cores: 32 beat 16 by 10% (see README)
+DEFAULT_PARALLEL = 32  # bench sweeps on 2 cores: 32 and 64 tie within noise (see README); 32 needs half the KV memory
 
 
 @dataclass(slots=True)
