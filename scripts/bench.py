@@ -205,6 +205,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="GGUF to use (default: tiny-model smollm2-135m Q4_K_M in bench/scratch)")
     ap.add_argument("--stories", type=int, default=64)
+    ap.add_argument("--recipe", default="tinystories-instruct", help="recipe name or folder (budgets apply by stage name)")
     ap.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL)
     ap.add_argument("--sweep", default="", help="extra engine parallel counts to rank, e.g. 8,16,32")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -220,12 +221,12 @@ def main() -> None:
     model = args.model or make_model(SCRATCH / "smollm2-135m-Q4_K_M.gguf", "smollm2-135m", "Q4_K_M")
     budget = {k: int(v) for k, v in (kv.split("=") for kv in args.budget.split(","))}
     vocab = load_vocab()
-    recipe = load_recipe("tinystories-instruct").with_max_tokens(budget)
+    recipe = load_recipe(args.recipe).with_max_tokens(budget)
     sampling = SamplingParams(ignore_eos=True)  # same lengths on both sides (random weights)
     plans = [plan(vocab, args.seed, i) for i in range(args.stories)]
     npp, ntg = 200, 128
 
-    print(f"machine: {machine()}\nmodel: {model.name}, {args.stories} stories, budgets {budget}, threads {args.threads}")
+    print(f"machine: {machine()}\nmodel: {model.name}, recipe {recipe.name}, {args.stories} stories, budgets {budget}, threads {args.threads}")
     engine = run_engine(model, plans, recipe, vocab, sampling, args.threads, args.parallel)
     print(f"engine  P={args.parallel}: {engine['stories_per_hour']:.0f} stories/h, {engine['gen_tps_wall']:.0f} gen tok/s over wall")
     sweep, rss = {args.parallel: engine["stories_per_hour"]}, {args.parallel: engine["peak_rss_mb"]}
@@ -253,6 +254,7 @@ def main() -> None:
     results = {
         "machine": machine(),
         "model": model.name,
+        "recipe": recipe.name,
         "stories": args.stories,
         "budgets": budget,
         "threads": args.threads,
