@@ -62,3 +62,28 @@ def test_conversation_flag_must_be_a_boolean(tmp_path):
     with pytest.raises(RecipeError) as err:
         load_recipe(str(folder))
     assert "conversation must be true or false" in str(err.value)
+
+
+def test_a_recipe_of_separate_prompts_still_shares_each_stage_prefix(tiny_model, vocab, tmp_path):
+    folder = tmp_path / "separate"
+    shutil.copytree(builtin_dir() / "tinystories-instruct", folder)
+    toml = folder / "recipe.toml"
+    toml.write_text(toml.read_text().replace("conversation = true", "conversation = false"))
+    (folder / "key_sentence.j2").write_text("Write one sentence from the middle of this story.\n\nSummary: {{ summary }}\n")
+    (folder / "story.j2").write_text('Write the story.\n\nSummary: {{ summary }}\nSentence: {{ key_sentence }}\nWords: {{ verb }}, {{ noun }}\n')
+    recipe = load_recipe(str(folder)).with_max_tokens({"summary": 16, "key_sentence": 8, "story": 24})
+    assert not recipe.conversation
+    plans = [plan(vocab, 0, i) for i in range(4)]
+    with LlamaEngine(tiny_model, parallel=2, n_threads=2, sampling=SamplingParams(ignore_eos=True), prefix_slots=3) as e:
+        chain = Chain(e, recipe, vocab, max_attempts=1, skip_checks=tuple(CHECKS), strict_stages=False)
+        story_prompt = chain.prompt(plans[0], 2, {"summary": "Tom finds a red ball.", "key_sentence": "Tom kicks it."})
+        e.start(512)
+        outcomes = list(chain.run(plans))
+        # One prefix per stage, each evaluated once and then copied.
+        assert e.stats.prefix_evaluations == 3
+        assert e.stats.prefix_tokens_reused > 0
+    # A stage of its own: one user turn that carries the earlier outputs itself.
+    assert story_prompt.count("<|im_start|>user") == 1 and "<|im_start|>assistant\nTom" not in story_prompt
+    assert "Summary: Tom finds a red ball." in story_prompt and "Sentence: Tom kicks it." in story_prompt
+    assert sorted(o.plan.id for o in outcomes) == list(range(4))
+    assert all(set(o.outputs) == {"summary", "key_sentence", "story"} for o in outcomes)
