@@ -128,7 +128,7 @@ def test_a_session_turn_continues_the_kept_kv_and_matches_a_fresh_run(tiny_model
             assert r.prompt_tokens_reused == kept
             assert r.tokens[:kept] == f.tokens[:kept]
             # Only the new turn is evaluated: the end-of-turn markers and the new user message.
-            assert r.prompt_tokens - r.prompt_tokens_reused <= 25 < r.prompt_tokens / 3
+            assert r.prompt_tokens - r.prompt_tokens_reused <= 25
         assert e.stats.prompt_tokens_evaluated - evaluated == sum(r.prompt_tokens - r.prompt_tokens_reused for r in results)
         assert e.stats.prompt_tokens_reused - reused == sum(r.prompt_tokens_reused for r in results)
         # The continued KV gives the logits a fresh run of the whole conversation gives.
