@@ -344,20 +344,22 @@ class LlamaEngine:
 
     def _start(self, slot: _Slot, req: Request) -> Result | None:
         ll = _lib()
-        tokens = self.tokenize(req.prompt)
-        # Keep the longest run of this session's KV the prompt starts with (at least one
-        # token is left to decode, for logits); the rest, e.g. a rejected answer, is rolled back.
         kept = 0
         if req.session is not None and slot.session == req.session and slot.kv:
-            kept = _common(slot.kv, tokens[:-1])
-            if kept < len(slot.kv):
-                # A model may write a word in other tokens than the tokenizer would split its
-                # text into. If the prompt's text goes on from the KV's text, keep it all:
-                # the model then reads its answer as it wrote it, and the text is the same.
-                head = self._kv_text(slot.kv)
-                if len(req.prompt) > len(head) and req.prompt.startswith(head):
-                    tokens = slot.kv + self.tokenize(req.prompt[len(head):], add_special=False)
-                    kept = len(slot.kv)
+            head = self._kv_text(slot.kv)
+            if len(req.prompt) > len(head) and req.prompt.startswith(head):
+                # The prompt goes on from the KV's text (a conversation's next turn): keep it
+                # all and tokenize only the new text. The model then reads its answer in the
+                # tokens it wrote, which may not be how the tokenizer would split that text.
+                tokens = slot.kv + self.tokenize(req.prompt[len(head):], add_special=False)
+                kept = len(slot.kv)
+            else:
+                # E.g. a retry: keep the common start (at least one token is left to decode,
+                # for logits) and roll the rest, the rejected answer, back.
+                tokens = self.tokenize(req.prompt)
+                kept = _common(slot.kv, tokens[:-1])
+        else:
+            tokens = self.tokenize(req.prompt)
         if len(tokens) + 1 > self.n_ctx_seq:
             self._clear(slot)
             return Result(req, "", 0, len(tokens), truncated=False, error=f"prompt: {len(tokens)} tokens, context {self.n_ctx_seq}")
@@ -500,7 +502,7 @@ class LlamaEngine:
         self._clear(self.slots[0])
         seq = self.slots[0].seq
         rows = self._decode_alone(seq, tokens, logits="all")
-        _lib().llama_memory_seq_rm(self.mem, seq, -1, -1)
+        self._clear(self.slots[0])
         return np.stack(rows)
 
     def prompt_logits(self, prompt: str, prefix: str = "") -> np.ndarray:
