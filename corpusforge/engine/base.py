@@ -1,10 +1,12 @@
 """The batch-shaped engine interface: requests in, results out.
 
-Callers (the chain, the benchmark) depend only on these records, not on how an engine batches.
+Callers (the chain, the benchmark) depend only on these records and the `Engine` protocol,
+not on how an engine batches; tests drive the chain with a fake engine through the same protocol.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +20,6 @@ class SamplingParams:
     repeat_penalty: float = 1.1
     repeat_last_n: int = 64
     ignore_eos: bool = False  # benchmarks only: every request runs to max_tokens
-
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,6 +41,8 @@ class Request:
     # finishes, and a later request with the same session evaluates only what its prompt
     # adds to what is kept (a retry rolls back to where the prompts diverge).
     session: object = None
+    # A GBNF grammar (root rule `root`) the answer must match, e.g. the judge's yes/no.
+    grammar: str | None = None
 
 
 @dataclass(slots=True)
@@ -70,3 +73,31 @@ class EngineStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the chain needs of an engine: queue requests, step, collect results.
+
+    `LlamaEngine` is the real one; tests use a fake that answers from a function, so the
+    chain's retries, dedup and judge logic can be tested in milliseconds.
+    """
+
+    parallel: int
+    stats: EngineStats
+
+    def format_prompt(self, messages: str | list[dict]) -> str: ...
+
+    def submit(self, request: Request) -> None: ...
+
+    def step(self) -> list[Result]: ...
+
+    def busy(self) -> bool: ...
+
+    def in_flight(self) -> int: ...
+
+    def release(self, session: object) -> None: ...
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]: ...
+
+    def close(self) -> None: ...
