@@ -1,7 +1,9 @@
-"""Build a corpus: validate everything, then plans -> chain -> journal -> shards -> card.
+"""Build a corpus: validate everything, then plans -> runner -> journal -> sealed shards -> sinks.
 
-Nothing is written until every input has been checked and the model has loaded, so a bad
-flag never leaves a half-made or overwritten folder behind.
+Nothing is written until every input has been checked and every model has loaded, so a bad
+flag never leaves a half-made or overwritten folder behind. The driver seals each shard a
+runner finishes, dedups it against the corpus when shards ran side by side, then hands the
+sealed files to the sinks (the card, the Hub upload).
 """
 from __future__ import annotations
 
@@ -15,29 +17,26 @@ from pathlib import Path
 
 from . import __version__
 from .card import write_card
-from .chain import Chain, Outcome
-from .checks import Limits
-from .config import BuildConfig, diff
+from .config import BuildConfig, diff, parse_model_spec
 from .errors import CorpusforgeError, OutputError, RecipeError
 from .hub import resolve_model
-from .recipes import Recipe, load_recipe
-from .sampler import plan
-from .schema import generation_json
+from .judge import load_judge
+from .recipes import load_recipe
+from .runners import Event, ModelRef, Prepared, ShardDone, make_runner
+from .sampler import PlanOptions
+from .schema import KEPT_SPLITS, RowSchema
 from .shards import MANIFEST, Store
-from .vocab import Vocab, load_vocab
+from .shardstats import merge
+from .vocab import load_vocab
 
 
 @dataclass(slots=True)
-class Prepared:
-    """A validated build: inputs loaded, output folder checked, nothing written yet."""
-
-    config: BuildConfig
-    vocab: Vocab
-    recipe: Recipe
-    model_path: Path
-    model_sha: str
-    max_tokens: dict[str, int]
-    manifest: dict
+class ModelSummary:
+    kept: int = 0
+    rejected: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    attempts: int = 0
+    duplicates: int = 0  # attempts refused as duplicates (retried or rejected)
 
 
 @dataclass(slots=True)
@@ -49,19 +48,32 @@ class Summary:
     generated_tokens: int = 0
     prompt_tokens_evaluated: int = 0
     prompt_tokens_reused: int = 0
+    judge_tokens: int = 0
     seconds: float = 0.0
     reasons: Counter = field(default_factory=Counter)
+    models: dict[str, ModelSummary] = field(default_factory=dict)
+    moved_duplicates: int = 0  # kept stories the driver sent to rejects (cross-shard duplicates)
+    frequencies: dict = field(default_factory=dict)  # planned vs kept, from the sealed shards
+    push: object = None  # the Hub sink's report, when --push-to was given
     interrupted: bool = False
 
-    def add(self, e: Event, seconds: float) -> None:
+    def add(self, e: Event, model_name: str, seconds: float) -> None:
+        m = self.models.setdefault(model_name, ModelSummary())
         if e.reason is None:
             self.kept += 1
+            m.kept += 1
         else:
             self.rejected += 1
-            self.reasons[e.reason.split(":")[0]] += 1
+            code = e.reason.split(":")[0]
+            self.reasons[code] += 1
+            m.rejected += 1
+            m.reasons[code] += 1
+        m.attempts += 1 + len(e.failed)
+        m.duplicates += e.failed.count("duplicate") + (e.reason or "").startswith("duplicate")
         self.generated_tokens += e.completion_tokens
         self.prompt_tokens_evaluated += e.prompt_tokens - e.prompt_tokens_reused
         self.prompt_tokens_reused += e.prompt_tokens_reused
+        self.judge_tokens += e.judge_tokens
         self.seconds = seconds
 
     @property
@@ -76,6 +88,12 @@ class Summary:
     def tokens_per_second(self) -> float:
         return self.generated_tokens / self.seconds if self.seconds else 0.0
 
+    @property
+    def judge_share(self) -> float:
+        """Judge tokens (prompt evaluated + generated) as a share of all the build's tokens."""
+        total = self.prompt_tokens_evaluated + self.generated_tokens
+        return self.judge_tokens / total if total else 0.0
+
 
 class Interrupted(CorpusforgeError):
     """Ctrl-C: the journal is flushed and the build can be resumed."""
@@ -89,44 +107,55 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def model_ref(spec: str, weight: float = 1.0) -> ModelRef:
+    """Resolve a model spec (path, catalog name, hf://) to a local file with its sha256."""
+    path = resolve_model(spec)
+    name = spec if "/" not in spec and not spec.endswith(".gguf") else path.name
+    return ModelRef(spec, name, path, sha256_file(path), weight)
+
+
 def prepare(config: BuildConfig) -> Prepared:
     """Check every input and the output folder; raise CorpusforgeError on the first problem."""
     config.validate()
     vocab = load_vocab(config.vocab)
-    recipe = load_recipe(config.recipe)
+    recipe = load_recipe(config.recipe, axis_names=tuple(a.name for a in vocab.axes))
     names = [s.name for s in recipe.stages]
     unknown = sorted(set(config.max_tokens) - set(names))
     if unknown:
         raise RecipeError(f"--max-tokens names unknown stage {', '.join(unknown)}", f"recipe {recipe.name} has {', '.join(names)}")
     max_tokens = {s.name: config.max_tokens.get(s.name, s.max_tokens) for s in recipe.stages}
-    if config.features_per_story is not None:
-        possible = sum(f.probability > 0 for f in vocab.features)
-        if config.features_per_story > possible:
-            raise CorpusforgeError(
-                f"--features-per-story {config.features_per_story} but only {possible} features have a probability above 0",
-                "lower it or edit features.toml",
-            )
-    model_path = resolve_model(config.model)
-    model_sha = sha256_file(model_path)
+    specs = [parse_model_spec(s) for s in config.model] or [(None, 1.0)]
+    models = tuple(model_ref(spec, weight) for spec, weight in specs)
+    if len({m.sha256 for m in models}) < len(models):
+        raise CorpusforgeError("the same model file is given twice to --model", "give each model once, with a weight: --model A.gguf:2")
+    options = PlanOptions(config.features_per_story, config.balance, tuple(m.weight for m in models),
+                          config.validation_fraction, config.test_fraction, config.split_key)
+    options.check(vocab)
+    judge = load_judge(recipe, vocab.features, config.judge_policy) if config.judging else None
+    judge_model = model_ref(config.judge_model) if config.judge_model else None
+    schema = RowSchema.from_vocab(vocab)
     fingerprint = config.fingerprint(
         vocab_sha=vocab.fingerprint(),
         recipe_name=recipe.name,
         recipe_sha=recipe.fingerprint,
-        model_sha=model_sha,
-        model_name=model_path.name,
+        models=[{"name": m.name, "sha256": m.sha256, "weight": m.weight} for m in models],
         max_tokens=max_tokens,
+        judge=None if judge is None else {
+            "policy": judge.policy, "templates_sha256": judge.fingerprint, "features": list(judge.labels),
+            "model": None if judge_model is None else {"name": judge_model.name, "sha256": judge_model.sha256}},
     )
     manifest = {
         "corpusforge_version": __version__,
         "n": config.n,
         "fingerprint": fingerprint,
         "stages": names,
+        "schema": schema.to_dict(),
         "vocab_counts": vocab.counts(),
         "vocab_source": vocab.source,
         "recipe_path": str(recipe.path),
     }
     check_output(Path(config.out), manifest, config.overwrite)
-    return Prepared(config, vocab, recipe, model_path, model_sha, max_tokens, manifest)
+    return Prepared(config, vocab, recipe, schema, models, options, max_tokens, manifest, judge, judge_model)
 
 
 def check_output(out: Path, manifest: dict, overwrite: bool) -> None:
@@ -154,85 +183,6 @@ def check_output(out: Path, manifest: dict, overwrite: bool) -> None:
         raise OutputError(f"--n {manifest['n']} is less than the {old['n']} this build was started with", "--n can only grow")
 
 
-def make_row(p: Prepared, o: Outcome) -> dict:
-    """The parquet row of a finished story (train or reject)."""
-    plan_, m = o.plan, o.measured
-    return {
-        "id": plan_.id,
-        "story": o.outputs.get(p.recipe.stages[-1].name, ""),
-        "summary": o.outputs.get("summary", ""),
-        "key_sentence": o.outputs.get("key_sentence", ""),
-        "words": plan_.words(),
-        "features": list(plan_.features),
-        "has_dialogue": bool(m["has_dialogue"]),
-        "once_upon_a_time": bool(m["once_upon_a_time"]),
-        "word_count": int(m["word_count"]),
-        "sentence_count": int(m["sentence_count"]),
-        "paragraph_count": int(m["paragraph_count"]),
-        "flesch_reading_ease": float(m["flesch_reading_ease"]),
-        "reject_reason": o.reason or "",
-        "model": p.model_path.name,
-        "model_sha256": p.model_sha,
-        "recipe": p.recipe.name,
-        "template_sha256": p.recipe.fingerprint,
-        "seed": plan_.seed,
-        "attempt": o.attempt,
-        "prompt_tokens": o.prompt_tokens,
-        "completion_tokens": o.completion_tokens,
-        "generation": generation_json({**p.config.sampling.to_dict(), "max_tokens": p.max_tokens}),
-        "corpusforge_version": __version__,
-    }
-
-
-def open_engine(p: Prepared, threads: int | None = None):
-    """Load the model and size the context for this recipe."""
-    from .engine.llamacpp import LlamaEngine
-
-    c = p.config
-    engine = LlamaEngine(
-        p.model_path,
-        parallel=c.parallel,
-        n_threads=threads or c.threads_per_worker(),
-        n_batch=c.n_batch,
-        sampling=c.sampling,
-        prefix_slots=len(p.recipe.stages),
-        safe_cpu=c.safe_cpu,
-    )
-    try:
-        engine.start(c.n_ctx or context_needed(engine, p))
-    except BaseException:
-        engine.close()
-        raise
-    return engine
-
-
-def context_needed(engine, p: Prepared) -> int:
-    """Tokens one sequence needs: the longest stage prompt at full length plus its output."""
-    chain = make_chain(engine, p)
-    longest = {k: max(getattr(p.vocab, k + "s"), key=len) for k in ("noun", "verb", "adjective")}
-    from .sampler import StoryPlan
-
-    probe = StoryPlan(0, 0, longest["noun"], longest["verb"], longest["adjective"], tuple(f.label for f in p.vocab.features))
-    need = 0
-    for i, stage in enumerate(p.recipe.stages):
-        # An earlier output can be as long as its budget; " word" is one token in most vocabs.
-        earlier = {s.name: " word" * p.max_tokens[s.name] for s in p.recipe.stages[:i]}
-        need = max(need, len(engine.tokenize(chain.prompt(probe, i, earlier))) + p.max_tokens[stage.name] + 8)
-    return -(-need // 256) * 256  # llama.cpp pads the total to 256; keep it divisible per sequence
-
-
-def make_chain(engine, p: Prepared) -> Chain:
-    c = p.config
-    return Chain(
-        engine,
-        p.recipe.with_max_tokens(p.max_tokens),
-        p.vocab,
-        max_attempts=c.max_attempts,
-        limits=Limits(c.min_words, c.max_words),
-        skip_checks=c.skip_checks,
-    )
-
-
 def write_manifest(out: Path, manifest: dict) -> None:
     path = out / MANIFEST
     tmp = out / f".{MANIFEST}.tmp"
@@ -240,73 +190,78 @@ def write_manifest(out: Path, manifest: dict) -> None:
     os.replace(tmp, path)
 
 
-def build(config: BuildConfig, reporter=None) -> Summary:
-    """Run (or resume) a build to completion; `reporter` gets progress events."""
+def build(config: BuildConfig, reporter=None, *, hub_client=None) -> Summary:
+    """Run (or resume) a build to completion; `reporter` gets progress events.
+
+    `hub_client` replaces the HfApi seam of `--push-to` (tests; the Hub cannot be reached here)."""
     p = prepare(config)
     runner = make_runner(p)  # loads models before anything is written, so load errors write nothing
     try:
-        return run(p, runner, reporter)
+        sinks = make_sinks(p, hub_client)
+        return run(p, runner, reporter, sinks)
     finally:
         runner.close()
 
 
-def make_runner(p: Prepared):
-    """The local, multi-process or Ray runner this config asks for."""
+def make_sinks(p: Prepared, hub_client=None) -> list:
+    """Work on each sealed shard beyond the card: today the Hub upload of --push-to."""
     c = p.config
-    if c.ray:
-        from .distributed import RayRunner
+    if not c.push_to:
+        return []
+    from .hub import HubSink
 
-        return RayRunner(p)
-    if c.workers > 1:
-        from .workers import ProcessRunner
-
-        return ProcessRunner(p)
-    return LocalRunner(p)
+    sink = HubSink(Path(c.out), c.push_to, private=c.private, client=hub_client)
+    sink.start()  # token, offline, repo layout: refused before anything is written
+    return [sink]
 
 
-@dataclass(slots=True)
-class Event:
-    """One finished story as a runner reports it (small and picklable, for workers and Ray)."""
+class CardSink:
+    """Refreshes README.md from the merged shard statistics (small files, never the parquet)."""
 
-    id: int
-    reason: str | None
-    prompt_tokens: int
-    prompt_tokens_reused: int
-    completion_tokens: int
+    def __init__(self, store: Store, manifest: dict):
+        self.store, self.manifest = store, manifest
+        self.merged = merge(store.all_stats())
 
-
-@dataclass(slots=True)
-class Sealed:
-    """A shard was compacted to parquet."""
-
-    shard: int
+    def refresh(self, shard_stats: dict | None = None, **extra) -> None:
+        if shard_stats is not None:
+            self.merged = merge(self.store.all_stats())
+        write_card(self.store.out, self.manifest, stats=self.merged, **extra)
 
 
-def run(p: Prepared, runner, reporter=None) -> Summary:
+def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summary:
     """Open the output, hand the unfinished shards to the runner, account for every story."""
-    c = p.config
+    c, sinks = p.config, sinks or []
     out = Path(c.out)
     out.mkdir(parents=True, exist_ok=True)
-    store = Store(out, c.n, c.shard_size)
+    store = Store(out, c.n, c.shard_size, p.schema)
     try:
         if c.overwrite:
             store.wipe()
         write_manifest(out, p.manifest)
         done = store.recover()
-        write_card(out, p.manifest)
+        card = CardSink(store, p.manifest)
+        card.refresh()
         summary = Summary(n=c.n, done_before=len(done))
         per_shard = Counter(store.shard_of(i) for i in done)
         shards = [s for s in range(store.num_shards)
                   if per_shard[s] < len(store.shard_ids(s)) or store.journal_path(s).exists()]
+        # Shards that ran side by side in other processes never saw each other's stories:
+        # the driver dedups each one against everything sealed before it, at seal.
+        cross = _CrossShardDedup(store, c) if runner.concurrent and c.dedup else None
         if reporter:
             reporter.start(summary)
         t0 = time.monotonic()
         try:
             for item in runner.run(shards):
-                if isinstance(item, Sealed):
-                    write_card(out, p.manifest)
+                if isinstance(item, ShardDone):
+                    moved = cross.check(item.shard) if cross else {}
+                    summary.moved_duplicates += len(moved)
+                    files = store.seal(item.shard, moved)
+                    card.refresh(shard_stats=True)
+                    for sink in sinks:
+                        sink.on_seal(files)
                     continue
-                summary.add(item, time.monotonic() - t0)
+                summary.add(item, p.models[item.model].name, time.monotonic() - t0)
                 if reporter:
                     reporter.update(summary, runner.in_flight())
         except KeyboardInterrupt:
@@ -314,7 +269,11 @@ def run(p: Prepared, runner, reporter=None) -> Summary:
         summary.seconds = time.monotonic() - t0
         if summary.interrupted:
             raise Interrupted(f"stopped: {summary.done:,} of {c.n:,} stories done and saved", "run the same command again to resume")
-        write_card(out, p.manifest)
+        summary.frequencies = _frequencies(card.merged)
+        _final_card(out, card)
+        for sink in sinks:
+            sink.on_seal([])  # the final card (with statistics) after the last shard
+            summary.push = sink.finish()
         if reporter:
             reporter.finish(summary)
         return summary
@@ -322,42 +281,57 @@ def run(p: Prepared, runner, reporter=None) -> Summary:
         store.close()
 
 
-def run_shard(p: Prepared, chain: Chain, store: Store, shard: int):
-    """Finish one shard: generate its missing ids, journal each, seal it; yields Events, then Sealed.
+def _final_card(out: Path, card: CardSink) -> None:
+    """The card with the full statistics section (`corpusforge stats`), once, at the end."""
+    section = ""
+    try:
+        from .plots import card_section, write_plots
+        from .stats import compute_stats, write_stats
 
-    A shard always starts on an idle engine, so which stories share a batch depends only on
-    the shard itself: one worker, many workers or Ray give the same rows. Its done ids are
-    read from its own files, so a retried shard (a worker died) redoes only what is missing.
-    """
-    done = store.shard_done(shard)
-    c = p.config
-    missing = (i for i in store.shard_ids(shard) if i not in done)
-    for o in chain.run(plan(p.vocab, c.seed, i, c.features_per_story) for i in missing):
-        store.append(make_row(p, o), "train" if o.reason is None else "rejects")
-        yield Event(o.plan.id, o.reason, o.prompt_tokens, o.prompt_tokens_reused, o.completion_tokens)
-    store.seal(shard)
-    yield Sealed(shard)
-
-
-class LocalRunner:
-    """Shards one after another on one engine in this process."""
-
-    def __init__(self, p: Prepared):
-        self.p = p
-        self.engine = open_engine(p)
-        self.chain = make_chain(self.engine, p)
-
-    def run(self, shards: list[int]):
-        c = self.p.config
-        store = Store(Path(c.out), c.n, c.shard_size, lock=False)
+        stats = compute_stats(out)
+        write_stats(out, stats)
         try:
-            for shard in shards:
-                yield from run_shard(self.p, self.chain, store, shard)
-        finally:
-            store.close()
+            plots = write_plots(out, stats)
+        except CorpusforgeError:  # matplotlib is an optional extra: the card goes without plots
+            plots = []
+        section = card_section(stats, plots)
+    except ImportError:  # pragma: no cover - the stats modules ship with the package
+        pass
+    card.refresh(statistics=section)
 
-    def in_flight(self) -> int:
-        return self.engine.in_flight()
 
-    def close(self) -> None:
-        self.engine.close()
+def _frequencies(merged: dict) -> dict:
+    from .shardstats import frequencies
+
+    kinds = sorted({k.split(":", 1)[0] for k in merged["planned"]} - {"pair"})
+    return {kind: frequencies(merged, kind) for kind in kinds}
+
+
+class _CrossShardDedup:
+    """The driver's dedup index over every sealed shard (used with concurrent runners)."""
+
+    def __init__(self, store: Store, config):
+        from .dedup import DedupIndex
+
+        self.store = store
+        self.index = DedupIndex(threshold=config.dedup_threshold, shingle=config.shingle_size)
+        items = []
+        for shard in range(store.num_shards):
+            if store.sealed_files(shard) and not store.journal_path(shard).exists():
+                items += [(r["id"], r["story"]) for _, r in store.kept_rows(shard, ("id", "story"))]
+        self.index.add_many(items)
+
+    def check(self, shard: int) -> dict[int, str]:
+        """{id: "duplicate:<earlier id>"} for the shard's kept stories that repeat the corpus."""
+        moved = {}
+        rows = sorted((r for _, r in self.store.kept_rows(shard, ("id", "story"))), key=lambda r: r["id"])
+        for r in rows:
+            match = self.index.find(r["story"], exclude=r["id"])
+            if match is not None:
+                moved[r["id"]] = f"duplicate:{match.other}"
+            else:
+                self.index.add(r["id"], r["story"])
+        return moved
+
+
+__all__ = ["KEPT_SPLITS", "BuildConfig", "Interrupted", "Summary", "build", "prepare", "run"]

@@ -1,64 +1,35 @@
 """The dataset card: README.md with the YAML `configs`/`dataset_info` header and build facts.
 
 The YAML is what `datasets` reads (it wins over parquet metadata), so it always lists only
-splits that have files, and the features come from the same schema the shards were written with.
+splits that have files, and the features come from the same schema the shards were written
+with. Counts come from the per-shard statistics written at seal, so a refresh is cheap.
 """
 from __future__ import annotations
 
-import collections
 import os
 from pathlib import Path
 
 import yaml
 
-from .schema import SPLIT_DIRS, features
-from .vocab import FEATURE_NAMES
+from .schema import KEPT_SPLITS, SPLIT_DIRS, RowSchema
+from .shardstats import frequencies
 
 
-def corpus_stats(out: Path) -> dict:
-    """Counts over the finished shards: rows per split, labels, measured labels, reject reasons."""
-    import pyarrow.parquet as pq
-
-    stats = {"splits": {}, "bytes": {}, "files_bytes": 0, "labels": collections.Counter(),
-             "reasons": collections.Counter(), "measured": {}}
-    words = dialogue = once = 0
-    for split, folder in SPLIT_DIRS.items():
-        n = nbytes = 0
-        for path in sorted((Path(out) / folder).glob(f"{split}-*.parquet")):
-            meta = pq.ParquetFile(path).metadata
-            nbytes += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-            stats["files_bytes"] += path.stat().st_size
-            t = pq.read_table(path, columns=["features", "has_dialogue", "once_upon_a_time", "word_count", "reject_reason"])
-            n += t.num_rows
-            if split == "train":
-                for ids in t.column("features").to_pylist():
-                    stats["labels"].update(FEATURE_NAMES[i] for i in ids)
-                dialogue += sum(t.column("has_dialogue").to_pylist())
-                once += sum(t.column("once_upon_a_time").to_pylist())
-                words += sum(t.column("word_count").to_pylist())
-            else:
-                stats["reasons"].update(r.split(":")[0] for r in t.column("reject_reason").to_pylist())
-        stats["splits"][split] = n
-        stats["bytes"][split] = nbytes
-    kept = stats["splits"].get("train", 0)
-    if kept:
-        stats["measured"] = {
-            "has_dialogue": dialogue / kept,
-            "once_upon_a_time": once / kept,
-            "mean_words": words / kept,
-        }
-    return stats
+def _splits_on_disk(out: Path) -> list[str]:
+    return [s for s in SPLIT_DIRS if any((Path(out) / SPLIT_DIRS[s]).glob(f"{s}-*.parquet"))]
 
 
-def render(out: Path, manifest: dict) -> str:
-    """The README.md text for the corpus in `out`."""
-    stats = corpus_stats(out)
-    splits = [s for s in SPLIT_DIRS if any((Path(out) / SPLIT_DIRS[s]).glob(f"{s}-*.parquet"))]
+def render(out: Path, manifest: dict, stats: dict, *, statistics: str = "", partial: tuple[int, int] | None = None) -> str:
+    """The README.md text for the corpus in `out`, from merged shard statistics."""
+    schema = RowSchema.from_dict(manifest["schema"])
+    splits = _splits_on_disk(out)
+    kept = sum(stats["splits"].get(s, 0) for s in KEPT_SPLITS)
     header = {
         "language": ["en"],
-        "task_categories": ["text-generation"],
+        "license": "other",
+        "task_categories": ["text-generation", "text-classification"],
         "tags": ["synthetic", "tinystories", "corpusforge"],
-        "size_categories": [_size_category(stats["splits"].get("train", 0))],
+        "size_categories": [_size_category(kept)],
         "configs": [
             {
                 "config_name": "default",
@@ -69,13 +40,16 @@ def render(out: Path, manifest: dict) -> str:
         # header its cache key ignores the files themselves, so a resumed or rebuilt corpus
         # would otherwise load stale rows from the cache of any earlier folder of this name.
         "dataset_info": {
-            "features": features()._to_yaml_list(),
-            "splits": [{"name": s, "num_bytes": stats["bytes"][s], "num_examples": stats["splits"][s]} for s in splits],
+            "features": schema.features()._to_yaml_list(),
+            "splits": [{"name": s, "num_bytes": stats["bytes"].get(s, 0), "num_examples": stats["splits"].get(s, 0)} for s in splits],
             "download_size": stats["files_bytes"],
-            "dataset_size": sum(stats["bytes"][s] for s in splits),
+            "dataset_size": sum(stats["bytes"].get(s, 0) for s in splits),
         },
     }
     fp = manifest.get("fingerprint", {})
+    plan = fp.get("plan", {})
+    models = fp.get("models", [])
+    checks = fp.get("checks", {})
     lines = [
         "---",
         yaml.safe_dump(header, sort_keys=False).strip(),
@@ -85,44 +59,64 @@ def render(out: Path, manifest: dict) -> str:
         "",
         "TinyStories-style synthetic stories built with [corpusforge](https://pypi.org/project/corpusforge/).",
         "",
+    ]
+    if partial is not None:
+        done, n = partial
+        lines += [f"> **Partial build**: {done:,} of {n:,} planned stories are done ({done / n:.1%}). "
+                  "The build is still running or was stopped; later uploads will complete it.", ""]
+    lines += [
         "## How it was built",
         "",
         f"- Recipe `{fp.get('recipe')}` (template sha256 `{str(fp.get('recipe_sha256'))[:12]}`): "
         + " -> ".join(manifest.get("stages", [])),
-        f"- Model `{fp.get('model')}` (sha256 `{str(fp.get('model_sha256'))[:12]}`) on llama.cpp, CPU",
+        "- Models on llama.cpp, CPU: " + ", ".join(f"`{m['name']}` (sha256 `{m['sha256'][:12]}`, weight {m['weight']:g})" for m in models),
         f"- Sampling: {fp.get('sampling')}; max tokens per stage: {fp.get('max_tokens')}",
-        f"- Seed {fp.get('seed')}; {manifest.get('n')} planned stories; up to {fp.get('max_attempts')} attempts each",
-        f"- Each story asks for one noun, verb and adjective from a {manifest.get('vocab_counts')} vocabulary "
-        "and a random subset of the features Dialogue, BadEnding, MoralValue, Twist, Foreshadowing, Conflict.",
+        f"- Seed {fp.get('seed')}; {manifest.get('n'):,} planned stories; up to {fp.get('max_attempts')} attempts each",
+        f"- Each story asks for one noun, verb and adjective from a {manifest.get('vocab_counts')} vocabulary, "
+        f"a subset of the features {', '.join(schema.feature_names)}"
+        + (f", and one value of each axis: {', '.join(schema.axis_names)}" if schema.axes else "")
+        + (" (balanced plans: quotas per feature, axis value and word)." if plan.get("balance") else "."),
+        f"- Splits by a hash of the `{plan.get('split_key', 'words')}` of each story, so no group crosses splits: "
+        f"validation {plan.get('validation_fraction', 0):g}, test {plan.get('test_fraction', 0):g}, the rest train.",
         f"- Checks: words present (lemma-aware), key sentence present, dialogue when asked, length "
-        f"{fp.get('checks', {}).get('min_words')}-{fp.get('checks', {}).get('max_words')} words, not cut off"
-        + (f"; skipped: {', '.join(fp['checks']['skip'])}" if fp.get("checks", {}).get("skip") else ""),
+        f"{checks.get('min_words')}-{checks.get('max_words')} words, not cut off"
+        + (f"; skipped: {', '.join(checks['skip'])}" if checks.get("skip") else "")
+        + (f"; no exact or near duplicate (MinHash Jaccard >= {fp['dedup']['threshold']}) across the whole corpus" if fp.get("dedup") else "")
+        + (f"; LLM judge ({fp['judge']['policy']}) on {', '.join(fp['judge']['features'])}" if fp.get("judge") else "")
+        + ".",
         "- Stories that failed every attempt are in the `rejects` split with `reject_reason`; nothing is dropped.",
         "",
         "## Contents",
         "",
         "| split | rows |",
         "|---|---|",
-        *[f"| {s} | {stats['splits'].get(s, 0)} |" for s in SPLIT_DIRS],
-        "",
-        "Requested features in `train`:",
-        "",
-        "| label | stories |",
-        "|---|---|",
-        *[f"| {name} | {stats['labels'].get(name, 0)} |" for name in FEATURE_NAMES],
+        *[f"| {s} | {stats['splits'].get(s, 0):,} |" for s in SPLIT_DIRS],
         "",
     ]
-    if stats["measured"]:
-        m = stats["measured"]
+    if len(stats.get("models", {})) > 1 or models:
+        lines += ["| model | kept | rejected | duplicates rejected |", "|---|---|---|---|"]
+        lines += [f"| {name} | {m['kept']:,} | {m['rejected']:,} | {m['duplicates']:,} |" for name, m in sorted(stats["models"].items())]
+        lines.append("")
+    for kind, title in (("feature", "Features"), *((a, f"Axis `{a}`") for a in schema.axis_names)):
+        rows = frequencies(stats, kind)
+        if rows:
+            lines += [f"{title}, planned (all rows) vs kept:", "", "| label | planned | kept |", "|---|---|---|"]
+            lines += [f"| {label} | {p:.1%} | {k:.1%} |" for label, p, k in rows]
+            lines.append("")
+    measured = stats.get("measured", {})
+    if kept:
         lines += [
-            f"Measured on `train`: {m['has_dialogue']:.1%} have quoted speech, "
-            f"{m['once_upon_a_time']:.1%} open with \"Once upon a time\", {m['mean_words']:.0f} words on average.",
+            f"Measured on kept stories: {measured.get('has_dialogue', 0) / kept:.1%} have quoted speech, "
+            f"{measured.get('once_upon_a_time', 0) / kept:.1%} open with \"Once upon a time\", "
+            f"{measured.get('word_count', 0) / kept:.0f} words on average.",
             "",
         ]
     if stats["reasons"]:
         lines += ["Reject reasons:", "", "| reason | stories |", "|---|---|"]
-        lines += [f"| {r} | {c} |" for r, c in stats["reasons"].most_common()]
+        lines += [f"| {r} | {c:,} |" for r, c in stats["reasons"].most_common()]
         lines.append("")
+    if statistics:
+        lines += [statistics.strip(), ""]
     lines += [
         "Every row records how it was made: `model`, `model_sha256`, `recipe`, `template_sha256`, `seed`, `attempt`,",
         "and the sampling settings in `generation`.",
@@ -131,10 +125,17 @@ def render(out: Path, manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def write_card(out: Path, manifest: dict) -> Path:
+def write_card(out: Path, manifest: dict, stats: dict | None = None, **kwargs) -> Path:
+    """Write README.md atomically; `stats` defaults to the merged statistics of the sealed shards."""
+    if stats is None:
+        from .shards import Store
+        from .shardstats import merge
+
+        schema = RowSchema.from_dict(manifest["schema"])
+        stats = merge(Store(Path(out), manifest["n"], manifest["fingerprint"]["shard_size"], schema, lock=False).all_stats())
     path = Path(out) / "README.md"
     tmp = path.with_name(".README.md.tmp")
-    tmp.write_text(render(out, manifest), encoding="utf-8")
+    tmp.write_text(render(out, manifest, stats, **kwargs), encoding="utf-8")
     os.replace(tmp, path)
     return path
 

@@ -1,20 +1,26 @@
-"""Drive story plans through a recipe's stages on one engine, with checks and retries.
+"""Drive story plans through a recipe's stages on one engine, with checks, a judge and retries.
 
 Each story has at most one request outstanding; its next stage is queued the moment the
 previous one is accepted, so stages of different stories share every batch. A recipe with
 `conversation = true` runs its stages as turns of one chat: each stage's prompt is the whole
 conversation so far, and the engine continues the story's KV instead of re-reading it.
+Checks are a list: the story-text checks run as soon as the story is written, then the judge
+(if any) asks its questions, then the final checks (judge policy, dedup) decide.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import checks
-from .engine.base import Request, Result
+from .engine.base import Engine, Request, Result
+from .judge import GRAMMAR, MAX_TOKENS, Judge
 from .recipes import Recipe
-from .sampler import StoryPlan, stage_seed
+from .sampler import StoryPlan, stage_seed, template_variables
 from .vocab import Vocab
+
+JUDGE_STAGE = 100  # stage number in the judge's sampler seeds, apart from any recipe stage
 
 
 def as_said(raw: str, cleaned: str) -> str:
@@ -36,6 +42,16 @@ class Outcome:
     prompt_tokens: int = 0
     prompt_tokens_reused: int = 0
     completion_tokens: int = 0
+    verdicts: dict[str, bool] | None = None  # the judge's answers, when a judge ran
+    judge_prompt_tokens: int = 0  # of the prompt tokens above, the judge's (evaluated only)
+    judge_completion_tokens: int = 0
+    failed: tuple[str, ...] = ()  # reason codes of the attempts that were retried
+
+    def judge_answers(self) -> str:
+        return json.dumps({k: "yes" if v else "no" for k, v in self.verdicts.items()}) if self.verdicts else ""
+
+    def judged_features(self) -> list[str]:
+        return [k for k, v in (self.verdicts or {}).items() if v]
 
 
 @dataclass(slots=True)
@@ -48,6 +64,12 @@ class _Story:
     prompt_tokens: int = 0
     prompt_tokens_reused: int = 0
     completion_tokens: int = 0
+    draft: checks.Draft | None = None
+    verdicts: dict[str, bool] | None = None
+    asked: int = 0  # judge questions answered so far
+    judge_prompt_tokens: int = 0
+    judge_completion_tokens: int = 0
+    failed: list[str] = field(default_factory=list)
 
 
 class Chain:
@@ -55,36 +77,38 @@ class Chain:
 
     def __init__(
         self,
-        engine,
+        engine: Engine,
         recipe: Recipe,
         vocab: Vocab,
         *,
         max_attempts: int = 3,
+        check_list: list[checks.Check] | None = None,
         limits: checks.Limits = checks.Limits(),
         skip_checks: Collection[str] = (),
+        judge: Judge | None = None,
+        judge_engine: Engine | None = None,
         max_open: int | None = None,
         strict_stages: bool = True,
     ):
-        self.engine, self.recipe, self.max_attempts = engine, recipe, max_attempts
-        self.limits, self.skip_checks = limits, tuple(skip_checks)
+        self.engine, self.recipe, self.vocab, self.max_attempts = engine, recipe, vocab, max_attempts
+        # The story-text checks run first; `final` ones (dedup, judge policy) after the judge.
+        all_checks = check_list if check_list is not None else checks.text_checks(limits, skip_checks)
+        self.text_checks = [c for c in all_checks if not c.final]
+        self.final_checks = [c for c in all_checks if c.final]
+        self.judge, self.judge_engine = judge, judge_engine or engine
         # False passes cut-off or empty intermediate outputs on (the benchmark forces fixed
         # lengths; a real build wants them retried).
         self.strict_stages = strict_stages
-        self.phrases = {f.label: f.phrase for f in vocab.features}
         self.has_key_sentence = recipe.stage_index("key_sentence") is not None
         # One story in flight per slot plus a few waiting, so a freed slot is refilled at once.
         parallel = getattr(engine, "parallel", 1)
         self.max_open = max_open or parallel + max(1, parallel // 4)
         self.prefixes = [self._constant_prefix(i) for i in range(len(recipe.stages))]
+        self.judge_prefix = self._judge_prefix() if judge else ""
 
     def variables(self, plan: StoryPlan, outputs: dict[str, str]) -> dict:
-        """What a stage template sees: the plan's words and features, earlier outputs."""
-        return {
-            **plan.words(),
-            "features": list(plan.features),
-            "feature_phrases": [self.phrases[f] for f in plan.features],
-            **outputs,
-        }
+        """What a stage template sees: the plan's words, features and axes, earlier outputs."""
+        return {**template_variables(self.vocab, plan), **outputs}
 
     def prompt(self, plan: StoryPlan, stage: int, outputs: dict[str, str], said: dict[str, str] | None = None) -> str:
         """The full model prompt (chat-formatted) of one stage of one story.
@@ -101,23 +125,36 @@ class Chain:
         messages.append({"role": "user", "content": self.recipe.stages[stage].render(variables)})
         return self.engine.format_prompt(messages)
 
+    def _probe_plans(self) -> tuple[StoryPlan, StoryPlan]:
+        """Two plans that differ in every variable: what both prompts share is constant text."""
+        axes = self.vocab.axes
+        a = StoryPlan(0, 0, "apple", "eat", "red", tuple(self.vocab.feature_names),
+                      tuple((ax.name, ax.values[0].label) for ax in axes))
+        b = StoryPlan(1, 1, "zebra", "walk", "big", (),
+                      tuple((ax.name, ax.values[-1].label) for ax in axes))
+        return a, b
+
     def _constant_prefix(self, stage: int) -> str:
         """The text every prompt of this stage starts with: render two unlike plans, compare."""
-        a = StoryPlan(0, 0, "apple", "eat", "red", tuple(self.phrases))
-        b = StoryPlan(1, 1, "zebra", "walk", "big", ())
+        a, b = self._probe_plans()
         earlier = [s.name for s in self.recipe.stages[:stage]]
         pa = self.prompt(a, stage, {n: "One day a cat sat." for n in earlier})
         pb = self.prompt(b, stage, {n: "Zoe ran home fast." for n in earlier})
-        n = 0
-        while n < min(len(pa), len(pb)) and pa[n] == pb[n]:
-            n += 1
-        return pa[:n]
+        return _common_text(pa, pb)
+
+    def _judge_prompt(self, label: str, story: str) -> str:
+        return self.judge_engine.format_prompt(self.judge.message(label, story))
+
+    def _judge_prefix(self) -> str:
+        first = self.judge.labels[0]
+        return _common_text(self._judge_prompt(first, "One day a cat sat."), self._judge_prompt(first, "Zoe ran home fast."))
 
     def run(self, plans: Iterable[StoryPlan]) -> Iterator[Outcome]:
         """Yield one Outcome per plan, in the order stories finish."""
         todo = iter(plans)
         open_stories = 0
         exhausted = False
+        engines = [self.engine] + ([self.judge_engine] if self.judge_engine is not self.engine else [])
         while True:
             while not exhausted and open_stories < self.max_open:
                 plan = next(todo, None)
@@ -126,13 +163,15 @@ class Chain:
                     break
                 self._submit(_Story(plan))
                 open_stories += 1
-            if not self.engine.busy():
+            busy = [e for e in engines if e.busy()]
+            if not busy:
                 return
-            for result in self.engine.step():
-                outcome = self._advance(result)
-                if outcome is not None:
-                    open_stories -= 1
-                    yield outcome
+            for engine in busy:
+                for result in engine.step():
+                    outcome = self._advance(result)
+                    if outcome is not None:
+                        open_stories -= 1
+                        yield outcome
 
     def _submit(self, story: _Story) -> None:
         stage = self.recipe.stages[story.stage]
@@ -151,14 +190,33 @@ class Chain:
             )
         )
 
+    def _ask_judge(self, story: _Story) -> None:
+        """The next judge question of a story. Questions go one after another on one judge
+        session, so each evaluates only its own words after the story (kept in the KV)."""
+        label = self.judge.labels[story.asked]
+        self.judge_engine.submit(
+            Request(
+                prompt=self._judge_prompt(label, story.draft.story),
+                max_tokens=MAX_TOKENS,
+                seed=stage_seed(story.plan.seed, story.plan.id, JUDGE_STAGE + story.asked, story.attempt),
+                prefix=self.judge_prefix,
+                priority=(-JUDGE_STAGE, story.plan.id),
+                tag=story,
+                session=("judge", story.plan.id),
+                grammar=GRAMMAR,
+            )
+        )
+
     @staticmethod
     def parse(stage, raw: str) -> str:
         """A stage's answer cleaned by its recipe parser (text or sentence)."""
         return (checks.extract_sentence if stage.parse == "sentence" else checks.extract)(raw)
 
     def _advance(self, result: Result) -> Outcome | None:
-        """Take one stage result: queue the next stage, a retry, or finish the story."""
+        """Take one result: queue the next stage, a judge question, a retry, or finish the story."""
         story: _Story = result.request.tag
+        if result.request.grammar is not None and story.draft is not None:
+            return self._take_verdict(story, result)
         stage = self.recipe.stages[story.stage]
         story.prompt_tokens += result.prompt_tokens
         story.prompt_tokens_reused += result.prompt_tokens_reused
@@ -179,12 +237,50 @@ class Chain:
                 self._submit(story)
                 return None
         else:
-            reason = checks.run_checks(self._draft(story, result.truncated), self.limits, self.skip_checks)
+            story.draft = self._draft(story, result.truncated)
+            reason = checks.first_failure(story.draft, self.text_checks)
             if reason is None:
-                return self._outcome(story, None)
-        if story.attempt < self.max_attempts and not result.error:
+                if self.judge is not None:
+                    story.verdicts, story.asked = {}, 0
+                    self._ask_judge(story)
+                    return None
+                return self._final(story)
+        return self._retry_or_reject(story, reason, fatal=bool(result.error))
+
+    def _take_verdict(self, story: _Story, result: Result) -> Outcome | None:
+        story.judge_prompt_tokens += result.prompt_tokens - result.prompt_tokens_reused
+        story.judge_completion_tokens += result.completion_tokens
+        story.prompt_tokens += result.prompt_tokens
+        story.prompt_tokens_reused += result.prompt_tokens_reused
+        story.completion_tokens += result.completion_tokens
+        if result.error:
+            return self._retry_or_reject(story, f"engine: {result.error}", fatal=True)
+        story.verdicts[self.judge.labels[story.asked]] = result.text.strip().lower().startswith("yes")
+        story.asked += 1
+        if story.asked < len(self.judge.labels):
+            self._ask_judge(story)
+            return None
+        self.judge_engine.release(("judge", story.plan.id))
+        story.draft.judged = dict(story.verdicts)
+        return self._final(story)
+
+    def _final(self, story: _Story) -> Outcome | None:
+        """The judge policy and dedup on a story that passed the text checks."""
+        reason = self.judge.contradiction(story.plan.features, story.verdicts) if self.judge else None
+        reason = reason or checks.first_failure(story.draft, self.final_checks)
+        if reason is None:
+            for check in self.final_checks + self.text_checks:
+                if check.accept is not None:
+                    check.accept(story.draft)
+            return self._outcome(story, None)
+        return self._retry_or_reject(story, reason)
+
+    def _retry_or_reject(self, story: _Story, reason: str, fatal: bool = False) -> Outcome | None:
+        if story.attempt < self.max_attempts and not fatal:
             # Retry only the stage that failed, with a fresh seed: earlier stages passed.
+            story.failed.append(reason.split(":")[0])
             story.attempt += 1
+            story.draft, story.verdicts = None, None
             self._submit(story)
             return None
         return self._outcome(story, reason)
@@ -199,10 +295,13 @@ class Chain:
             features=p.features,
             key_sentence=story.outputs.get("key_sentence") if self.has_key_sentence else None,
             truncated=truncated,
+            id=p.id,
         )
 
     def _outcome(self, story: _Story, reason: str | None) -> Outcome:
         self.engine.release(story.plan.id)
+        if self.judge is not None:
+            self.judge_engine.release(("judge", story.plan.id))
         final = story.outputs.get(self.recipe.stages[-1].name, "")
         return Outcome(
             plan=story.plan,
@@ -213,4 +312,15 @@ class Chain:
             prompt_tokens=story.prompt_tokens,
             prompt_tokens_reused=story.prompt_tokens_reused,
             completion_tokens=story.completion_tokens,
+            verdicts=dict(story.verdicts) if story.verdicts is not None and story.draft is not None else None,
+            judge_prompt_tokens=story.judge_prompt_tokens,
+            judge_completion_tokens=story.judge_completion_tokens,
+            failed=tuple(story.failed),
         )
+
+
+def _common_text(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]

@@ -1,10 +1,11 @@
 """Extract a stage's text from chat-model output, then check a story against its labels.
-Every check returns None or a reason "<code>: <detail>"; the pipeline counts the codes.
+A check is a named callable returning None or a reason "<code>: <detail>"; the chain runs a
+list of them in order (dedup and the judge are entries too) and the build counts the codes.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -21,6 +22,8 @@ class Draft:
     features: tuple[str, ...]
     key_sentence: str | None = None
     truncated: bool = False
+    id: int = -1
+    judged: dict[str, bool] | None = None  # the judge's verdict per asked feature, once it has run
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +191,6 @@ _WORD = re.compile(r"\w+(?:['’-]\w+)*")
 _SENTENCE_END = re.compile(
     r"(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bSt\.)"
     r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))\s+(?=[\"'“‘(]?[A-Z0-9])")
-_VOWEL_GROUP = re.compile(r"[aeiouy]+")
 
 
 def _sentences(text: str) -> list[str]:
@@ -196,27 +198,10 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for line in text.split("\n") for s in _SENTENCE_END.split(line) if _WORD.search(s)]
 
 
-def _syllables(word: str) -> int:
-    """Heuristic syllable count: vowel groups, minus a silent final e or -ed."""
-    word = re.sub(r"[^a-z]", "", word.lower())
-    count = len(_VOWEL_GROUP.findall(word))
-    if count > 1 and word.endswith("e") and not re.search(r"[^aeiouy]le$", word):
-        count -= 1
-    elif count > 1 and re.search(r"[^aeiouytd]ed$", word):
-        count -= 1
-    return max(count, 1)
-
-
 def measure(story: str) -> dict[str, int | float | bool]:
     """Measured labels stored on every row."""
     words = _WORD.findall(story)
     sentences = len(_sentences(story))
-    # textstat would pull pyphen and more for this one formula; a vowel-group count is close
-    # enough for very simple words, and keeps the result stable across library versions.
-    flesch = 0.0
-    if words:  # words imply at least one sentence
-        syllables = sum(_syllables(w) for w in words)
-        flesch = 206.835 - 1.015 * len(words) / sentences - 84.6 * syllables / len(words)
     opening = story.lstrip(" \"'“‘*#\n").lower()
     return {
         "has_dialogue": has_dialogue(story),
@@ -225,7 +210,23 @@ def measure(story: str) -> dict[str, int | float | bool]:
         # Story prose is never hard-wrapped, so every non-empty line is a paragraph.
         "paragraph_count": sum(1 for line in story.split("\n") if line.strip()),
         "once_upon_a_time": opening.startswith("once upon a time"),
-        "flesch_reading_ease": round(flesch, 2),
+        **readability(story),
+    }
+
+
+def readability(text: str) -> dict[str, float]:
+    """The readability scores SimpleStories stores per row, from textstat (0.0 for empty text).
+
+    textstat (pyphen syllables, the Dale-Chall familiar-word list) replaces a hand-written
+    syllable counter, so the numbers mean what they mean everywhere else."""
+    if not _WORD.search(text):
+        return {"flesch_reading_ease": 0.0, "flesch_kincaid_grade": 0.0, "dale_chall": 0.0}
+    import textstat
+
+    return {
+        "flesch_reading_ease": round(float(textstat.flesch_reading_ease(text)), 2),
+        "flesch_kincaid_grade": round(float(textstat.flesch_kincaid_grade(text)), 2),
+        "dale_chall": round(float(textstat.dale_chall_readability_score(text)), 2),
     }
 
 
@@ -266,12 +267,47 @@ CHECKS: dict[str, Callable[[Draft, Limits], str | None]] = {
 }
 
 
-def run_checks(draft: Draft, limits: Limits = Limits(), skip: Collection[str] = ()) -> str | None:
-    """The first failing check's reason, in CHECKS order, or None if the draft passes."""
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One named check. `final` checks run after the judge (the judge and dedup), the others
+    on the story text as soon as it is written; `accept` is told of every kept story."""
+
+    name: str
+    fn: Callable[[Draft], str | None]
+    final: bool = False
+    accept: Callable[[Draft], None] | None = None
+
+    def __call__(self, draft: Draft) -> str | None:
+        return self.fn(draft)
+
+
+def text_checks(limits: Limits = Limits(), skip: Collection[str] = ()) -> list[Check]:
+    """The story-text checks in CHECKS order, minus the skipped ones."""
     unknown = set(skip) - CHECKS.keys()
     if unknown:
         raise ValueError(f"unknown check(s) {', '.join(sorted(unknown))}; valid: {', '.join(CHECKS)}")
-    for name, check in CHECKS.items():
-        if name not in skip and (reason := check(draft, limits)):
+    return [Check(name, lambda d, fn=fn: fn(d, limits)) for name, fn in CHECKS.items() if name not in skip]
+
+
+def first_failure(draft: Draft, checks: Iterable[Check]) -> str | None:
+    """The first failing check's reason, or None if the draft passes them all."""
+    for check in checks:
+        if reason := check(draft):
             return reason
     return None
+
+
+def run_checks(draft: Draft, limits: Limits = Limits(), skip: Collection[str] = ()) -> str | None:
+    """The first failing story-text check's reason, in CHECKS order, or None."""
+    return first_failure(draft, text_checks(limits, skip))
+
+
+def duplicate_check(index) -> Check:
+    """Dedup against every story kept so far, earlier shards included (a `DedupIndex`).
+
+    Final: it runs after the judge, so only a story that is really kept enters the index."""
+    def find(draft: Draft) -> str | None:
+        match = index.find(draft.story, exclude=draft.id)
+        return f"duplicate:{match.other}" if match else None
+
+    return Check("duplicate", find, final=True, accept=lambda draft: index.add(draft.id, draft.story))

@@ -5,13 +5,14 @@ No logic lives here; every command is a thin call into the package.
 from __future__ import annotations
 
 import sys
+from dataclasses import fields
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .config import DEFAULT_PARALLEL, BuildConfig
+from .config import BuildConfig
 from .engine.base import SamplingParams
 from .errors import CorpusforgeError
 
@@ -53,35 +54,61 @@ def parse_max_tokens(values: list[str]) -> dict[str, int]:
     return out
 
 
+_D = {f.name: f.default for f in fields(BuildConfig)}  # defaults live in BuildConfig, not here
+_S = SamplingParams()
+
+
+class SplitKey(str, Enum):
+    words = "words"
+    id = "id"
+
+
+class JudgePolicy(str, Enum):
+    record = "record"
+    reject = "reject"
+
+
 @app.command()
 def build(
     n: Annotated[int, typer.Option("--n", help="Number of stories to plan (kept + rejected).")],
-    model: Annotated[str, typer.Option(help="GGUF file, or hf://owner/repo/file.gguf (downloaded to the HF cache).")],
     out: Annotated[Path, typer.Option(help="Output folder: data/, rejects/, README.md, corpusforge.json.")],
-    seed: Annotated[int, typer.Option(help="Build seed: same seed + settings = same plans and rows.")] = 0,
-    recipe: Annotated[str, typer.Option(help="Built-in recipe name or a recipe folder.")] = "tinystories-instruct",
-    vocab: Annotated[Optional[Path], typer.Option(help="Folder with nouns.txt, verbs.txt, adjectives.txt, features.toml.")] = None,
+    model: Annotated[list[str], typer.Option(help="GGUF path, catalog name (`corpusforge models`) or hf://owner/repo/file.gguf, with an optional :WEIGHT; repeat for several models (each story's model is drawn by seed and weight). Default: the catalog's default model.")] = [],
+    seed: Annotated[int, typer.Option(help="Build seed: same seed + settings = same plans and rows.")] = _D["seed"],
+    recipe: Annotated[str, typer.Option(help="Built-in recipe name or a recipe folder.")] = _D["recipe"],
+    vocab: Annotated[Optional[Path], typer.Option(help="Folder with nouns.txt, verbs.txt, adjectives.txt, features.toml, axes.toml.")] = None,
     features_per_story: Annotated[Optional[int], typer.Option(help="Exactly K features per story (default: each by its probability).")] = None,
-    max_attempts: Annotated[int, typer.Option(help="Tries per story before it goes to the rejects split.")] = 3,
-    shard_size: Annotated[int, typer.Option(help="Rows planned per parquet shard.")] = 1000,
-    parallel: Annotated[int, typer.Option(help="Sequences decoded together (continuous batching).")] = DEFAULT_PARALLEL,
+    balance: Annotated[bool, typer.Option(help="Plan with exact quotas: feature, axis value and model frequencies within 1 point, every word used evenly.")] = _D["balance"],
+    validation_fraction: Annotated[float, typer.Option(help="Share of word triples whose stories go to the validation split.")] = _D["validation_fraction"],
+    test_fraction: Annotated[float, typer.Option(help="Share of word triples whose stories go to the test split.")] = _D["test_fraction"],
+    split_key: Annotated[SplitKey, typer.Option(help="What no split may share: the word triple (words) or nothing (id).")] = SplitKey(_D["split_key"]),
+    dedup: Annotated[bool, typer.Option(help="Retry, then reject, exact and near-duplicate stories (MinHash LSH) across the whole corpus.")] = _D["dedup"],
+    dedup_threshold: Annotated[float, typer.Option(help="Jaccard similarity of word shingles at which two stories are near duplicates.")] = _D["dedup_threshold"],
+    shingle_size: Annotated[int, typer.Option(help="Words per shingle for near-duplicate detection.")] = _D["shingle_size"],
+    judge: Annotated[bool, typer.Option("--judge", help="Ask the build's model one yes/no question per semantic feature of each kept story.")] = _D["judge"],
+    judge_model: Annotated[Optional[str], typer.Option(help="Judge with this model instead (path, catalog name or hf://).")] = None,
+    judge_policy: Annotated[JudgePolicy, typer.Option(help="record: store verdicts; reject: retry, then reject, stories the judge says lack a requested feature.")] = JudgePolicy(_D["judge_policy"]),
+    max_attempts: Annotated[int, typer.Option(help="Tries per story before it goes to the rejects split.")] = _D["max_attempts"],
+    shard_size: Annotated[int, typer.Option(help="Rows planned per parquet shard.")] = _D["shard_size"],
+    parallel: Annotated[int, typer.Option(help="Sequences decoded together (continuous batching).")] = _D["parallel"],
     n_ctx: Annotated[Optional[int], typer.Option(help="Context tokens per sequence (default: sized from the recipe).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
-    n_batch: Annotated[int, typer.Option(help="Most tokens per llama.cpp decode call.")] = 512,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.8,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling threshold.")] = 0.95,
-    min_p: Annotated[float, typer.Option(help="Min-p sampling threshold.")] = 0.05,
-    top_k: Annotated[int, typer.Option(help="Top-k, applied first (0 = off, slower on big vocabularies).")] = 40,
-    repeat_penalty: Annotated[float, typer.Option(help="Repetition penalty over the last 64 tokens.")] = 1.1,
+    n_batch: Annotated[int, typer.Option(help="Most tokens per llama.cpp decode call (at least --parallel).")] = _D["n_batch"],
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = _S.temperature,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling threshold.")] = _S.top_p,
+    min_p: Annotated[float, typer.Option(help="Min-p sampling threshold.")] = _S.min_p,
+    top_k: Annotated[int, typer.Option(help="Top-k, applied first (0 = off, slower on big vocabularies).")] = _S.top_k,
+    repeat_penalty: Annotated[float, typer.Option(help="Repetition penalty over the last 64 tokens.")] = _S.repeat_penalty,
     max_tokens: Annotated[list[str], typer.Option(help="Per-stage token budget, STAGE=N (repeatable), e.g. story=400.")] = [],
-    min_words: Annotated[int, typer.Option(help="Shortest story kept, in words.")] = 40,
-    max_words: Annotated[int, typer.Option(help="Longest story kept, in words.")] = 600,
+    min_words: Annotated[int, typer.Option(help="Shortest story kept, in words.")] = _D["min_words"],
+    max_words: Annotated[int, typer.Option(help="Longest story kept, in words.")] = _D["max_words"],
     skip_check: Annotated[list[str], typer.Option(help="Turn a check off (repeatable): truncated, empty, length, words, key_sentence, dialogue.")] = [],
     safe_cpu: Annotated[bool, typer.Option(help="Avoid llama.cpp's extra CPU kernels (works around the AMX crash at ~half speed).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete the build in --out and start over.")] = False,
-    workers: Annotated[int, typer.Option(help="Local processes, each with its own model and a share of the threads.")] = 1,
+    workers: Annotated[int, typer.Option(help="Local processes, each with its own models and a share of the threads.")] = _D["workers"],
     ray: Annotated[bool, typer.Option("--ray", help="Run shards on Ray actors (pip install 'corpusforge\\[ray]').")] = False,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start Ray locally).")] = None,
+    push_to: Annotated[Optional[str], typer.Option(help="Upload each shard to this Hub dataset repo (owner/name) as soon as it is sealed.")] = None,
+    private: Annotated[bool, typer.Option(help="With --push-to: create the repo private.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ):
     """Generate a corpus: plans -> summary -> key sentence -> story -> checks -> parquet shards."""
@@ -89,16 +116,19 @@ def build(
     from .build import build as run_build
     from .progress import RichReporter
 
-    config = BuildConfig(
-        n=n, model=model, out=out, seed=seed, recipe=recipe, vocab=vocab,
-        features_per_story=features_per_story, max_attempts=max_attempts, shard_size=shard_size,
-        parallel=parallel, n_ctx=n_ctx, n_threads=threads, n_batch=n_batch,
-        sampling=SamplingParams(temperature, top_p, min_p, top_k, repeat_penalty),
-        max_tokens=parse_max_tokens(max_tokens), min_words=min_words, max_words=max_words,
-        skip_checks=tuple(skip_check), safe_cpu=safe_cpu, overwrite=overwrite,
-        workers=workers, ray=ray, ray_address=ray_address,
-    )
     try:
+        config = BuildConfig(
+            n=n, model=tuple(model), out=out, seed=seed, recipe=recipe, vocab=vocab,
+            features_per_story=features_per_story, max_attempts=max_attempts, shard_size=shard_size,
+            parallel=parallel, n_ctx=n_ctx, n_threads=threads, n_batch=n_batch,
+            sampling=SamplingParams(temperature, top_p, min_p, top_k, repeat_penalty),
+            max_tokens=parse_max_tokens(max_tokens), min_words=min_words, max_words=max_words,
+            skip_checks=tuple(skip_check), safe_cpu=safe_cpu, overwrite=overwrite,
+            workers=workers, ray=ray, ray_address=ray_address, balance=balance,
+            validation_fraction=validation_fraction, test_fraction=test_fraction, split_key=split_key.value,
+            dedup=dedup, dedup_threshold=dedup_threshold, shingle_size=shingle_size, judge=judge,
+            judge_model=judge_model, judge_policy=judge_policy.value, push_to=push_to, private=private,
+        )
         run_build(config, None if quiet else RichReporter())
     except Interrupted as e:
         fail(e, 130)
@@ -114,14 +144,21 @@ def preview(
     recipe: Annotated[str, typer.Option(help="Built-in recipe name or a recipe folder.")] = "tinystories-instruct",
     vocab: Annotated[Optional[Path], typer.Option(help="Vocab folder.")] = None,
     features_per_story: Annotated[Optional[int], typer.Option(help="Exactly K features per story.")] = None,
+    balance: Annotated[Optional[bool], typer.Option("--balance/--no-balance", help="Exact label balance (default) or independent draws.")] = None,
+    validation_fraction: Annotated[Optional[float], typer.Option(help="Share of word triples held out for validation.")] = None,
+    test_fraction: Annotated[Optional[float], typer.Option(help="Share of word triples held out for test.")] = None,
+    split_key: Annotated[Optional[str], typer.Option(help="What a split is hashed from: words (the triple) or id.")] = None,
 ):
     """Print the plans and rendered prompts of the first stories. Needs no model."""
     from .preview import render_preview
+    from .sampler import PlanOptions
 
+    # Only the flags given are passed: the defaults live in PlanOptions.
+    given = {"features_per_story": features_per_story, "balance": balance, "split_key": split_key,
+             "validation_fraction": validation_fraction, "test_fraction": test_fraction}
     try:
-        if n < 1:
-            raise CorpusforgeError(f"--n must be at least 1 (got {n})", "pass --n 5")
-        typer.echo(render_preview(n=n, seed=seed, start=start, recipe=recipe, vocab=vocab, features_per_story=features_per_story))
+        options = PlanOptions(**{k: v for k, v in given.items() if v is not None})
+        typer.echo(render_preview(n=n, seed=seed, start=start, recipe=recipe, vocab=vocab, options=options))
     except CorpusforgeError as e:
         fail(e)
 
@@ -145,17 +182,162 @@ def tiny_model(
 
 @app.command()
 def push(
-    out: Annotated[Path, typer.Argument(help="A finished build folder.")],
-    repo_id: Annotated[str, typer.Argument(help="Dataset repo, owner/name.")],
+    out: Annotated[Path, typer.Argument(help="A build folder (the --out of `corpusforge build`).")],
+    repo_arg: Annotated[Optional[str], typer.Argument(metavar="REPO", help="Dataset repo owner/name (same as --repo).")] = None,
+    repo: Annotated[Optional[str], typer.Option("--repo", help="Dataset repo, owner/name.")] = None,
     private: Annotated[bool, typer.Option(help="Create the repo private.")] = False,
+    partial: Annotated[bool, typer.Option(help="Push an unfinished build; the card says how far it got.")] = False,
 ):
-    """Upload README.md and the parquet shards to a Hugging Face dataset repo (token: HF_TOKEN or `hf auth login`)."""
+    """Upload the card, manifest and shards to a Hugging Face dataset repo; re-running resumes (token: HF_TOKEN or `hf auth login`)."""
     from .hub import push as hub_push
 
+    if repo and repo_arg and repo != repo_arg:
+        raise typer.BadParameter(f"two repos given ({repo_arg} and {repo}); pass one", param_hint="--repo")
+    if not (repo or repo_arg):
+        raise typer.BadParameter("name the dataset repo: --repo owner/name", param_hint="--repo")
     try:
-        typer.echo(f"pushed to {hub_push(out, repo_id, private=private)}")
+        typer.echo(str(hub_push(out, repo or repo_arg, private=private, partial=partial)))
     except CorpusforgeError as e:
         fail(e)
+
+
+def warn(line: str) -> None:
+    """One yellow line on stderr (stdout may be an export being piped)."""
+    from rich.console import Console
+
+    Console(stderr=True, soft_wrap=True).print(f"warning: {line}", style="yellow", markup=False, highlight=False)
+
+
+@app.command()
+def stats(
+    out: Annotated[Path, typer.Argument(help="A build folder (the --out of `corpusforge build`).")],
+    vocab: Annotated[Optional[Path], typer.Option(help="Vocab folder for coverage (default: the build's, else the packaged one).")] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots under OUT/plots/.")] = False,
+):
+    """Diversity, duplicates, label frequencies and label checks of a build: tables, OUT/stats.json, OUT/plots/."""
+    from rich.console import Console
+
+    from .stats import MissingExtra, compute_stats, render_tables, write_stats
+
+    try:
+        result = compute_stats(out, vocab)
+        if result["partial"]:
+            warn(result["partial"])
+        console = Console()
+        for table in render_tables(result):
+            console.print(table)
+        written = [write_stats(out, result)]
+        if not no_plots:
+            from .plots import write_plots
+
+            try:
+                written += write_plots(out, result)
+            except MissingExtra as e:
+                typer.echo(f"plots skipped: {e.message} - {e.hint}", err=True)
+        typer.echo("wrote " + ", ".join(str(p) for p in written))
+    except CorpusforgeError as e:
+        fail(e)
+
+
+class ExportFormat(str, Enum):
+    instruct = "instruct"
+    text = "text"
+    jsonl = "jsonl"
+
+
+class SplitName(str, Enum):
+    train = "train"
+    validation = "validation"
+    test = "test"
+    rejects = "rejects"
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="A build folder.")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="instruct: TinyStories-Instruct records; text: stories only; jsonl: one row per line.")] = ExportFormat.instruct,
+    split: Annotated[SplitName, typer.Option(help="Which split to export.")] = SplitName.train,
+    dest: Annotated[Optional[Path], typer.Option("--out", help="File to write (default: stdout).")] = None,
+):
+    """Write one split for trainers; records are separated by <|endoftext|> (instruct, text)."""
+    from .export import export as run_export
+    from .export import export_file
+
+    try:
+        if dest is None:
+            run_export(out, format.value, sys.stdout, split.value, warn=warn)
+            sys.stdout.flush()
+        else:
+            n = export_file(out, format.value, dest, split.value, warn=warn)
+            typer.echo(f"wrote {n:,} {split.value} rows to {dest}", err=True)
+    except BrokenPipeError:  # `| head` closed the pipe: not an error
+        sys.stderr.close()
+    except CorpusforgeError as e:
+        fail(e)
+
+
+@app.command("eval-labels")
+def eval_labels(
+    out: Annotated[Path, typer.Argument(help="A build folder.")],
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Where to write the results (default: OUT/eval_labels.json).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the hold-out by word triple (used when there is no validation split).")] = 0,
+):
+    """Train a TF-IDF + logistic-regression classifier per feature on train, score it on validation."""
+    from rich.console import Console
+
+    from .evallabels import evaluate_labels, render_table, write_json
+
+    try:
+        result = evaluate_labels(out, seed=seed)
+        if result["partial"]:
+            warn(result["partial"])
+        Console().print(render_table(result))
+        typer.echo(f"wrote {write_json(result, json_path or out / 'eval_labels.json')}")
+    except CorpusforgeError as e:
+        fail(e)
+
+
+models_app = typer.Typer(help="The model catalog: instruct GGUFs that suit CPUs (use a name as --model).")
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models_list(ctx: typer.Context):
+    """List the catalog; `corpusforge models pull NAME` downloads one into the Hugging Face cache."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from .catalog import load_catalog
+
+    try:
+        catalog = load_catalog()
+    except CorpusforgeError as e:
+        fail(e)
+    default = next(m.name for m in catalog if m.default)
+    table = Table(caption=f"* default ({default}): what `build` uses without --model", caption_justify="left")
+    for name in ("name", "params", "quant", "size", "license"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("why")
+    for m in catalog:
+        size = f"{m.size_mb / 1000:.2f} GB" if m.size_mb >= 1000 else f"{m.size_mb} MB"
+        table.add_row(m.name + (" *" if m.default else ""), m.params, m.quant, size, m.license, m.why)
+    Console().print(table)
+
+
+@models_app.command("pull")
+def models_pull(
+    name: Annotated[str, typer.Argument(help="A catalog name (see `corpusforge models`) or hf://owner/repo/file.gguf.")],
+):
+    """Download a model into the Hugging Face cache (with progress) and print its local path."""
+    from .hub import pull_model
+
+    try:
+        path = pull_model(name)
+    except CorpusforgeError as e:
+        fail(e)
+    typer.echo(str(path))
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ resume with different settings is refused instead of mixing two corpora in one f
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -15,10 +16,24 @@ from .errors import CorpusforgeError
 DEFAULT_PARALLEL = 32  # bench sweeps on 2 cores: 32 and 64 tie within noise (see README); 32 needs half the KV memory
 
 
+_WEIGHTED = re.compile(r"^(?P<spec>.+):(?P<weight>[0-9]*\.?[0-9]+)$")
+
+
+def parse_model_spec(text: str) -> tuple[str, float]:
+    """`B.gguf:2` -> ("B.gguf", 2.0); `hf://o/r/f.gguf` -> (itself, 1.0). Weights are relative."""
+    m = _WEIGHTED.match(text)
+    if m and not m["spec"].endswith(":/"):
+        weight = float(m["weight"])
+        if weight <= 0:
+            raise CorpusforgeError(f"--model {text}: the weight must be above 0", "write PATH:2 or drop the weight")
+        return m["spec"], weight
+    return text, 1.0
+
+
 @dataclass(slots=True)
 class BuildConfig:
     n: int
-    model: str
+    model: tuple[str, ...] | str  # PATH, catalog NAME or hf://owner/repo/file.gguf, each with an optional :WEIGHT; () = the catalog default
     out: Path
     seed: int = 0
     recipe: str = "tinystories-instruct"
@@ -40,6 +55,24 @@ class BuildConfig:
     workers: int = 1
     ray: bool = False
     ray_address: str | None = None
+    # Diversity, balance and splits (issue 8); defaults serve a user who never reads the docs.
+    balance: bool = True
+    validation_fraction: float = 0.02
+    test_fraction: float = 0.02
+    split_key: str = "words"
+    dedup: bool = True
+    dedup_threshold: float = 0.8
+    shingle_size: int = 5
+    judge: bool = False
+    judge_model: str | None = None
+    judge_policy: str = "record"
+    push_to: str | None = None
+    private: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.model, str):
+            self.model = (self.model,)
+        self.model = tuple(self.model)
 
     def validate(self) -> BuildConfig:
         """Raise a CorpusforgeError naming the flag for the first bad value."""
@@ -58,7 +91,24 @@ class BuildConfig:
         need(self.n_ctx is None or self.n_ctx >= 64, "--n-ctx", "must be at least 64")
         need(self.n_threads is None or self.n_threads >= 1, "--threads", "must be at least 1")
         need(self.n_batch >= 8, "--n-batch", "must be at least 8")
-        need(self.features_per_story is None or 0 <= self.features_per_story <= 6, "--features-per-story", "must be 0 to 6")
+        # Every generating sequence puts one token in each decode: more than n_batch of them
+        # overflowed llama.cpp's batch and aborted the process natively.
+        if self.parallel > self.n_batch:
+            raise CorpusforgeError(f"--parallel {self.parallel} is more than --n-batch {self.n_batch}",
+                                   f"raise --n-batch to at least {self.parallel} or lower --parallel")
+        need(self.features_per_story is None or self.features_per_story >= 0, "--features-per-story", "must be 0 or more")
+        need(0 <= self.validation_fraction < 1, "--validation-fraction", "must be in [0, 1)")
+        need(0 <= self.test_fraction < 1, "--test-fraction", "must be in [0, 1)")
+        need(self.validation_fraction + self.test_fraction < 1, "--validation-fraction/--test-fraction", "must add up to less than 1")
+        need(self.split_key in ("words", "id"), "--split-key", "must be words or id")
+        need(0 < self.dedup_threshold <= 1, "--dedup-threshold", "must be in (0, 1]")
+        need(self.shingle_size >= 1, "--shingle-size", "must be at least 1")
+        need(self.judge_policy in ("record", "reject"), "--judge-policy", "must be record or reject")
+        need(not (self.judge_policy == "reject" and not self.judging), "--judge-policy reject", "needs --judge or --judge-model")
+        if self.push_to is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", self.push_to):
+            raise CorpusforgeError(f"--push-to {self.push_to!r} is not a repo id", "write it as owner/name")
+        for spec in self.model:
+            parse_model_spec(spec)
         need(0 <= self.min_words <= self.max_words, "--min-words/--max-words", "need 0 <= min <= max")
         s = self.sampling
         need(s.temperature >= 0, "--temperature", "must be 0 or more")
@@ -72,11 +122,20 @@ class BuildConfig:
             need(tokens >= 1, "--max-tokens", f"for {stage} must be at least 1")
         return self
 
+    @property
+    def judging(self) -> bool:
+        return self.judge or self.judge_model is not None
+
     def threads_per_worker(self) -> int:
         return self.n_threads or max(1, (os.cpu_count() or 1) // self.workers)
 
-    def fingerprint(self, *, vocab_sha: str, recipe_name: str, recipe_sha: str, model_sha: str, model_name: str, max_tokens: dict) -> dict:
-        """What a resume must agree on. Speed settings (parallel, threads, workers) are left out."""
+    def fingerprint(self, *, vocab_sha: str, recipe_name: str, recipe_sha: str, models: list[dict], max_tokens: dict,
+                    judge: dict | None) -> dict:
+        """What a resume must agree on.
+
+        --parallel is pinned: it decides which stories share a batch, and batched float math
+        can flip a near-tie in sampling. Threads and workers are left out: the rows of
+        `--workers 2` (one thread each) equal those of one worker with two (tested)."""
         return {
             "seed": self.seed,
             "shard_size": self.shard_size,
@@ -85,10 +144,14 @@ class BuildConfig:
             "vocab_sha256": vocab_sha,
             "recipe": recipe_name,
             "recipe_sha256": recipe_sha,
-            "model": model_name,
-            "model_sha256": model_sha,
+            "models": models,
             "sampling": asdict(self.sampling),
             "max_tokens": dict(max_tokens),
+            "parallel": self.parallel,
+            "plan": {"balance": self.balance, "validation_fraction": self.validation_fraction,
+                     "test_fraction": self.test_fraction, "split_key": self.split_key},
+            "dedup": {"threshold": self.dedup_threshold, "shingle": self.shingle_size} if self.dedup else None,
+            "judge": judge,
             "checks": {"min_words": self.min_words, "max_words": self.max_words, "skip": sorted(self.skip_checks)},
         }
 

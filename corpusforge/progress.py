@@ -47,9 +47,47 @@ class RichReporter:
         self._last = 0.0
         self.update(summary, 0)
         self.progress.stop()
-        reasons = ", ".join(f"{k} {v}" for k, v in summary.reasons.most_common()) or "none"
-        self.console.print(
-            f"done: {summary.done:,} of {summary.n:,} stories ({summary.kept:,} kept, {summary.rejected:,} rejected: {reasons}) "
-            f"in {summary.seconds:.0f}s, {summary.stories_per_minute:.1f} stories/min, {summary.tokens_per_second:.0f} generated tok/s, "
-            f"prompt tokens evaluated {summary.prompt_tokens_evaluated:,} / reused {summary.prompt_tokens_reused:,}"
-        )
+        self.console.print(final_line(summary))
+        for table in summary_tables(summary):
+            self.console.print(table)
+        if summary.push is not None:
+            self.console.print(str(summary.push))
+
+
+def final_line(summary) -> str:
+    reasons = ", ".join(f"{k} {v}" for k, v in summary.reasons.most_common()) or "none"
+    line = (
+        f"done: {summary.done:,} of {summary.n:,} stories ({summary.kept:,} kept, {summary.rejected:,} rejected: {reasons}) "
+        f"in {summary.seconds:.0f}s, {summary.stories_per_minute:.1f} stories/min, {summary.tokens_per_second:.0f} generated tok/s, "
+        f"prompt tokens evaluated {summary.prompt_tokens_evaluated:,} / reused {summary.prompt_tokens_reused:,}"
+    )
+    if summary.judge_tokens:
+        line += f", judge {summary.judge_share:.1%} of tokens"
+    if summary.moved_duplicates:
+        line += f", {summary.moved_duplicates:,} cross-shard duplicates moved to rejects"
+    return line
+
+
+def summary_tables(summary) -> list:
+    """Per-model outcomes, and planned vs kept label frequencies (rejects can skew what is kept)."""
+    from rich.table import Table
+
+    tables = []
+    if summary.models:
+        t = Table(title="per model (this run)")
+        for col in ("model", "kept", "rejected", "reasons", "duplicate rate"):
+            t.add_column(col)
+        for name, m in sorted(summary.models.items()):
+            reasons = ", ".join(f"{k} {v}" for k, v in m.reasons.most_common()) or "-"
+            rate = f"{m.duplicates / m.attempts:.1%}" if m.attempts else "-"
+            t.add_row(name, f"{m.kept:,}", f"{m.rejected:,}", reasons, rate)
+        tables.append(t)
+    if summary.frequencies:
+        t = Table(title="planned (all rows) vs kept, whole corpus")
+        for col in ("label", "planned", "kept", "kept - planned"):
+            t.add_column(col)
+        for kind, rows in summary.frequencies.items():
+            for label, planned, kept in rows:
+                t.add_row(f"{kind}:{label}", f"{planned:.1%}", f"{kept:.1%}", f"{(kept - planned) * 100:+.1f} pt")
+        tables.append(t)
+    return tables

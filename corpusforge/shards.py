@@ -2,7 +2,9 @@
 
 A story counts as done once its journal line is written; a shard whose id range is complete
 is compacted to parquet (temp file + rename) and its journal deleted. Any crash leaves a
-state `Store.open` can read back: finished shards intact, journals cut at the last full line.
+state `Store.recover` can read back: finished shards intact, journals cut at the last full line.
+Sealing also writes the shard's statistics (`.corpusforge/stats/`), so the card and the end
+of build summary merge small files instead of re-reading every shard at every seal.
 """
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ import time
 from pathlib import Path
 
 from .errors import OutputError
-from .schema import SPLIT_DIRS, arrow_table
+from .schema import KEPT_SPLITS, SPLIT_DIRS, RowSchema
+from .shardstats import shard_stats
 
 STATE_DIR = ".corpusforge"  # a dot folder: `datasets` ignores it
 MANIFEST = "corpusforge.json"
-_SHARD_RE = re.compile(r"^(train|rejects)-(\d{5})-of-(\d{5})\.parquet$")
+_SHARD_RE = re.compile(r"^(train|validation|test|rejects)-(\d{5})-of-(\d{5})\.parquet$")
 
 
 def shard_name(split: str, index: int, total: int) -> str:
@@ -50,10 +53,11 @@ def write_parquet(table, final: Path) -> None:
 class Store:
     """One build's output folder, opened for writing by one process at a time per shard."""
 
-    def __init__(self, out: Path, n: int, shard_size: int, lock: bool = True):
-        self.out, self.n, self.shard_size = Path(out), n, shard_size
+    def __init__(self, out: Path, n: int, shard_size: int, schema: RowSchema, lock: bool = True):
+        self.out, self.n, self.shard_size, self.schema = Path(out), n, shard_size, schema
         self.state = self.out / STATE_DIR
         self.journals = self.state / "journal"
+        self.stats_dir = self.state / "stats"
         self._files: dict[int, object] = {}
         self._unsynced = 0
         self._last_sync = time.monotonic()
@@ -79,6 +83,13 @@ class Store:
     def journal_path(self, shard: int) -> Path:
         return self.journals / f"shard-{shard:05d}.jsonl"
 
+    def stats_path(self, shard: int) -> Path:
+        return self.stats_dir / f"shard-{shard:05d}.json"
+
+    def sealed_files(self, shard: int) -> list[Path]:
+        """The parquet files of a sealed shard (kept splits first, then rejects)."""
+        return [p for split in SPLIT_DIRS if (p := self.shard_path(split, shard)).exists()]
+
     def _lock(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.state / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -93,11 +104,12 @@ class Store:
 
     def recover(self) -> dict[int, str]:
         """Tidy after a crash and return {id: split} for every story already done."""
-        for d in SPLIT_DIRS.values():
+        for d in sorted(set(SPLIT_DIRS.values())):
             (self.out / d).mkdir(parents=True, exist_ok=True)
             for tmp in (self.out / d).glob(".*.tmp"):
                 tmp.unlink()
         self.journals.mkdir(parents=True, exist_ok=True)
+        self.stats_dir.mkdir(parents=True, exist_ok=True)
         self._rename_to_total()
         done: dict[int, str] = {}
         for split, shard, path in self._shard_files():
@@ -127,6 +139,21 @@ class Store:
                 done.setdefault(r["id"], r["split"])
         return done
 
+    def kept_rows(self, shard: int, columns: tuple[str, ...] = ("id", "story", "model")):
+        """(split, row) of every kept story of a shard so far: sealed files, then its journal."""
+        import pyarrow.parquet as pq
+
+        for split in KEPT_SPLITS:
+            path = self.shard_path(split, shard)
+            if path.exists():
+                for r in pq.read_table(path, columns=list(columns)).to_pylist():
+                    yield split, r
+        journal = self.journal_path(shard)
+        if journal.exists():
+            for r in read_journal(journal):
+                if r["split"] in KEPT_SPLITS:
+                    yield r["split"], {c: r[c] for c in columns}
+
     def _shard_files(self):
         for split, d in SPLIT_DIRS.items():
             for path in sorted((self.out / d).glob(f"{split}-*.parquet")):
@@ -155,41 +182,79 @@ class Store:
         if self._unsynced >= 16 or time.monotonic() - self._last_sync > 1.0:
             self.sync()
 
-    def sync(self) -> None:
-        for f in self._files.values():
-            os.fsync(f.fileno())
-        self._unsynced, self._last_sync = 0, time.monotonic()
-
-    def seal(self, shard: int) -> None:
-        """Compact a complete shard: merge its parquet rows and journal into final shards."""
+    def close_journal(self, shard: int) -> None:
+        """Flush and close a finished shard's journal so another process (the driver) can seal it."""
         f = self._files.pop(shard, None)
         if f is not None:
             f.flush()
             os.fsync(f.fileno())
             f.close()
+
+    def sync(self) -> None:
+        for f in self._files.values():
+            os.fsync(f.fileno())
+        self._unsynced, self._last_sync = 0, time.monotonic()
+
+    def seal(self, shard: int, moved: dict[int, str] | None = None) -> list[Path]:
+        """Compact a complete shard: merge its parquet rows and journal into final shards.
+
+        `moved` sends kept stories to rejects with a reason (the driver's cross-shard dedup).
+        Returns the shard's files, for sinks (card, Hub upload)."""
+        self.close_journal(shard)
         by_split: dict[str, dict[int, dict]] = {s: {} for s in SPLIT_DIRS}
         for split in SPLIT_DIRS:
             path = self.shard_path(split, shard)
-            if path.exists():  # a shard reopened because --n grew
-                for r in _read_rows(path):
+            if path.exists():  # a shard reopened because --n grew, or a seal cut short by a crash
+                for r in self._read_rows(path):
                     by_split[split][r["id"]] = r
         journal = self.journal_path(shard)
         for r in read_journal(journal) if journal.exists() else []:
             split = r.pop("split")
             by_split[split][r["id"]] = r
+        for i, reason in (moved or {}).items():
+            for split in KEPT_SPLITS:
+                if i in by_split[split]:
+                    by_split["rejects"][i] = {**by_split[split].pop(i), "reject_reason": reason}
         # A split with no rows gets no file: `datasets` fails on a zero-row parquet file. Sealed
         # means every id of the range is in one of the files, so a crash between the two
         # writes leaves the journal in place and the next seal repeats both.
-        for split in SPLIT_DIRS:
-            rows = [by_split[split][i] for i in sorted(by_split[split])]
+        rows_by_split = {split: [by_split[split][i] for i in sorted(by_split[split])] for split in SPLIT_DIRS}
+        for split, rows in rows_by_split.items():
             path = self.shard_path(split, shard)
             if rows:
-                write_parquet(arrow_table(rows), path)
+                write_parquet(self.schema.arrow_table(rows), path)
             elif path.exists():
                 path.unlink()
+        self._write_stats(shard, rows_by_split)
         if journal.exists():
             journal.unlink()
             _fsync_dir(self.journals)
+        return self.sealed_files(shard)
+
+    def _write_stats(self, shard: int, rows_by_split: dict[str, list[dict]]) -> None:
+        self.stats_dir.mkdir(parents=True, exist_ok=True)
+        stats = shard_stats(rows_by_split, {s: self.shard_path(s, shard) for s in SPLIT_DIRS}, self.schema.axis_names)
+        tmp = self.stats_dir / f".shard-{shard:05d}.json.tmp"
+        tmp.write_text(json.dumps(stats, sort_keys=True))
+        os.replace(tmp, self.stats_path(shard))
+
+    def all_stats(self) -> list[dict]:
+        """The statistics of every sealed shard (computed from parquet for a shard sealed
+        before stats files existed, and saved)."""
+        out = []
+        for shard in sorted({shard for _, shard, _ in self._shard_files()}):
+            path = self.stats_path(shard)
+            if not path.exists():
+                by_split = {s: (self._read_rows(p) if (p := self.shard_path(s, shard)).exists() else []) for s in SPLIT_DIRS}
+                self._write_stats(shard, by_split)
+            out.append(json.loads(path.read_text()))
+        return out
+
+    def _read_rows(self, path: Path) -> list[dict]:
+        """Rows of a shard back in journal form (labels as names)."""
+        import pyarrow.parquet as pq
+
+        return [self.schema.decode(r) for r in pq.read_table(path).to_pylist()]
 
     def close(self) -> None:
         for f in self._files.values():
@@ -203,9 +268,10 @@ class Store:
 
     def wipe(self) -> None:
         """Remove everything a build writes (for --overwrite); other files stay."""
-        for name in (*SPLIT_DIRS.values(),):
+        for name in sorted(set(SPLIT_DIRS.values())):
             shutil.rmtree(self.out / name, ignore_errors=True)
         shutil.rmtree(self.journals, ignore_errors=True)
+        shutil.rmtree(self.stats_dir, ignore_errors=True)
         for name in (MANIFEST, "README.md"):
             (self.out / name).unlink(missing_ok=True)
 
@@ -225,15 +291,3 @@ def _read_ids(path: Path) -> list[int]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path, columns=["id"]).column("id").to_pylist()
-
-
-def _read_rows(path: Path) -> list[dict]:
-    """Rows of a shard back in journal form (features as names)."""
-    import pyarrow.parquet as pq
-
-    from .vocab import FEATURE_NAMES
-
-    rows = pq.read_table(path).to_pylist()
-    for r in rows:
-        r["features"] = [FEATURE_NAMES[i] for i in r["features"]]
-    return rows

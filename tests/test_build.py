@@ -1,4 +1,6 @@
-"""End to end through the CLI on the real tiny model: shards, labels, ids, reproducibility."""
+"""End to end through the CLI on the real tiny model: shards, labels, splits, ids, reproducibility.
+
+Real llama.cpp on the random-weight tiny model, real parquet, real `datasets.load_dataset`."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import ClassLabel, List, load_dataset
 
-from corpusforge.vocab import FEATURE_NAMES
+from corpusforge.vocab import load_vocab
+
+FEATURE_NAMES = tuple(load_vocab().feature_names)
 
 N = 24
 # The random-weight model writes gibberish, so the word and key-sentence checks would reject
@@ -44,7 +48,7 @@ def all_ids(out: Path) -> list[int]:
     return sorted(i for split in ds.values() for i in split["id"])
 
 
-def test_every_planned_id_appears_exactly_once_across_train_and_rejects(built):
+def test_every_planned_id_appears_exactly_once_across_all_splits(built):
     assert all_ids(built) == list(range(N))
 
 
@@ -61,7 +65,7 @@ def test_load_dataset_restores_features_as_classlabel_names(built):
 
 def test_shards_are_named_like_push_to_hub_and_leave_no_temp_files(built):
     names = sorted(p.name for p in (built / "data").iterdir()) + sorted(p.name for p in (built / "rejects").iterdir())
-    assert names and all(re.fullmatch(r"(train|rejects)-0000[012]-of-00003\.parquet", n) for n in names), names
+    assert names and all(re.fullmatch(r"(train|validation|test|rejects)-0000[012]-of-00003\.parquet", n) for n in names), names
     assert not list(built.rglob("*.tmp"))
     assert not list((built / ".corpusforge" / "journal").glob("*.jsonl")), "sealed shards drop their journals"
 
@@ -86,16 +90,28 @@ def test_card_yaml_lists_splits_and_label_counts(built):
     manifest = json.loads((built / "corpusforge.json").read_text())
     assert manifest["n"] == N and manifest["fingerprint"]["seed"] == 3
     ds = load_dataset(str(built))
-    dialogue = sum(FEATURE_NAMES.index("Dialogue") in r for r in ds["train"]["features"])
-    assert f"| Dialogue | {dialogue} |" in text
+    kept = [r for split in ("train", "validation", "test") if split in ds for r in ds[split]["features"]]
+    share = sum(FEATURE_NAMES.index("Dialogue") in r for r in kept) / len(kept)
+    assert f"| Dialogue | " in text and f"| {share:.1%} |" in text
+
+
+def test_card_validates_as_a_hub_dataset_card(built):
+    # DatasetCard parses the YAML into DatasetCardData (the Hub's own model of it); its online
+    # `validate()` posts to the Hub, which cannot be reached here.
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(built / "README.md")
+    assert card.data.configs[0]["data_files"][0]["split"] == "train"
+    assert card.data.to_dict()["dataset_info"]["features"]
 
 
 def test_same_seed_and_settings_give_identical_rows(built, tiny_model, tmp_path):
     again = tmp_path / "again"
     cli(*build_args(tiny_model, again))
-    for sub in ("data", "rejects"):
-        for path in sorted((built / sub).glob("*.parquet")):
-            assert pq.read_table(path).equals(pq.read_table(again / sub / path.name)), path.name
+    paths = sorted(p.relative_to(built) for sub in ("data", "rejects") for p in (built / sub).glob("*.parquet"))
+    assert paths == sorted(p.relative_to(again) for sub in ("data", "rejects") for p in (again / sub).glob("*.parquet"))
+    for path in paths:
+        assert pq.read_table(built / path).equals(pq.read_table(again / path)), path
 
 
 def test_a_strict_build_sends_gibberish_to_rejects_with_reasons(tiny_model, tmp_path):
@@ -104,7 +120,8 @@ def test_a_strict_build_sends_gibberish_to_rejects_with_reasons(tiny_model, tmp_
         "--max-attempts", "1", "--max-tokens", "story=60", "--quiet")
     ds = load_dataset(str(out))
     assert sorted(ds["rejects"]["id"]) == list(range(6))
-    assert all(r.split(":")[0] in {"truncated", "empty", "length", "words", "key_sentence", "dialogue"} for r in ds["rejects"]["reject_reason"])
+    assert all(r.split(":")[0] in {"truncated", "empty", "length", "words", "key_sentence", "dialogue", "duplicate"}
+               for r in ds["rejects"]["reject_reason"])
 
 
 def test_preview_prints_prompts_without_a_model():
@@ -114,3 +131,64 @@ def test_preview_prints_prompts_without_a_model():
 
     p = plan(load_vocab(), 5, 1)
     assert f'the noun "{p.noun}"' in proc.stdout and "--- story" in proc.stdout
+
+
+CUSTOM_FEATURES = """
+[[feature]]
+label = "Rhyme"
+phrase = "the story has a rhyme"
+probability = 0.5
+
+[[feature]]
+label = "Animal"
+phrase = "an animal is the hero"
+probability = 0.4
+judge = true
+"""
+CUSTOM_AXES = """
+[[axis]]
+name = "weather"
+description = "the weather in the story"
+[[axis.value]]
+label = "sunny"
+phrase = "The sun is shining."
+[[axis.value]]
+label = "rainy"
+phrase = "It is raining."
+weight = 2
+"""
+
+
+def test_a_user_feature_set_and_a_new_axis_reach_the_parquet_as_classlabel_columns(tiny_model, tmp_path):
+    vocab = tmp_path / "vocab"
+    vocab.mkdir()
+    for name in ("nouns", "verbs", "adjectives"):
+        (vocab / f"{name}.txt").write_text((Path(load_vocab().source) / f"{name}.txt").read_text())
+    (vocab / "features.toml").write_text(CUSTOM_FEATURES)
+    (vocab / "axes.toml").write_text(CUSTOM_AXES)
+    out = tmp_path / "custom"
+    cli("build", "--n", "8", "--model", str(tiny_model), "--out", str(out), "--vocab", str(vocab), "--parallel", "4",
+        "--threads", "2", "--max-tokens", "story=60", "--quiet", *LENIENT)
+    ds = load_dataset(str(out))
+    split = next(iter(ds.values()))
+    assert split.features["features"].feature.names == ["Rhyme", "Animal"]
+    assert isinstance(split.features["weather"], ClassLabel) and split.features["weather"].names == ["sunny", "rainy"]
+    assert "opening" not in split.features  # the default axes are not there: the vocab folder decides
+    rows = [r for s in ds.values() for r in s]
+    assert {split.features["weather"].int2str(r["weather"]) for r in rows} <= {"sunny", "rainy"}
+    text = (out / "README.md").read_text()
+    assert "Axis `weather`" in text and "| rainy |" in text
+
+
+def test_no_word_triple_crosses_splits(tiny_model, tmp_path):
+    out = tmp_path / "splits"
+    cli("build", "--n", "40", "--model", str(tiny_model), "--out", str(out), "--parallel", "8", "--threads", "2",
+        "--max-tokens", "story=40", "--validation-fraction", "0.3", "--test-fraction", "0.3", "--max-attempts", "1",
+        "--quiet", *LENIENT, "--min-words", "1", "--skip-check", "truncated", "--skip-check", "dialogue")
+    ds = load_dataset(str(out))
+    assert {"train", "validation", "test"} <= set(ds), set(ds)
+    triples = {s: {(w["noun"], w["verb"], w["adjective"]) for w in ds[s]["words"]} for s in ("train", "validation", "test")}
+    assert not triples["train"] & triples["validation"] and not triples["train"] & triples["test"]
+    assert not triples["validation"] & triples["test"]
+    header = (out / "README.md").read_text().split("---")[1]
+    assert "data/validation-*.parquet" in header and "data/test-*.parquet" in header

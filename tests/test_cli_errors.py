@@ -52,6 +52,19 @@ CASES = {
     "unknown_recipe": (lambda m, t: ["--n", "5", "--model", m, "--recipe", "tinystories-bogus"], ["unknown recipe", "tinystories-instruct"]),
     "unknown_skip_check": (lambda m, t: ["--n", "5", "--model", m, "--skip-check", "spelling"], ["--skip-check", "spelling"]),
     "unknown_stage_budget": (lambda m, t: ["--n", "5", "--model", m, "--max-tokens", "ending=40"], ["ending"]),
+    "zero_model_weight": (lambda m, t: ["--n", "5", "--model", m + ":0"], ["--model", "weight"]),
+    "same_model_twice": (lambda m, t: ["--n", "5", "--model", m, "--model", m + ":2"], ["same model"]),
+    "validation_fraction_above_1": (lambda m, t: ["--n", "5", "--model", m, "--validation-fraction", "1.5"], ["--validation-fraction"]),
+    "fractions_add_to_1": (lambda m, t: ["--n", "5", "--model", m, "--validation-fraction", "0.6", "--test-fraction", "0.5"],
+                           ["less than 1"]),
+    "dedup_threshold_zero": (lambda m, t: ["--n", "5", "--model", m, "--dedup-threshold", "0"], ["--dedup-threshold"]),
+    "dedup_threshold_above_1": (lambda m, t: ["--n", "5", "--model", m, "--dedup-threshold", "1.2"], ["--dedup-threshold"]),
+    "shingle_size_zero": (lambda m, t: ["--n", "5", "--model", m, "--shingle-size", "0"], ["--shingle-size"]),
+    "parallel_above_n_batch": (lambda m, t: ["--n", "5", "--model", m, "--parallel", "64", "--n-batch", "32"],
+                               ["--parallel 64", "--n-batch"]),
+    "too_many_features_per_story": (lambda m, t: ["--n", "5", "--model", m, "--features-per-story", "7"], ["--features-per-story"]),
+    "judge_policy_without_judge": (lambda m, t: ["--n", "5", "--model", m, "--judge-policy", "reject"], ["--judge"]),
+    "push_to_not_a_repo_id": (lambda m, t: ["--n", "5", "--model", m, "--push-to", "no-slash"], ["--push-to", "owner/name"]),
 }
 
 
@@ -94,6 +107,26 @@ def test_output_folder_with_foreign_files_is_refused(tiny_model, tmp_path):
     proc = run("build", "--n", "3", "--model", str(tiny_model), "--out", str(out))
     assert_one_line_error(proc, "not empty")
     assert snapshot(out) == {"notes.txt": hashlib.sha256(b"keep me").hexdigest()}
+
+
+def test_bad_axes_file_is_refused_with_file_and_line(tiny_model, tmp_path):
+    v = tmp_path / "vocab"
+    shutil.copytree(default_vocab_dir(), v)
+    (v / "axes.toml").write_text('[[axis]]\nname = "weather"\ndescription = "x"\n[[axis.value]]\nlabel = "sunny"\nphrase = "Sun."\nweight = -1\n')
+    proc = run("build", "--n", "5", "--model", str(tiny_model), "--vocab", str(v), "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, "axes.toml:")
+    assert not (tmp_path / "out").exists()
+
+
+def test_judge_with_a_recipe_without_judge_templates_names_the_fix(tiny_model, tmp_path):
+    from corpusforge.recipes import builtin_dir
+
+    recipe = tmp_path / "recipe"
+    shutil.copytree(builtin_dir() / "tinystories-instruct", recipe)
+    shutil.rmtree(recipe / "judge")
+    proc = run("build", "--n", "5", "--model", str(tiny_model), "--recipe", str(recipe), "--judge", "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, "judge/judge.j2", "copy the judge/ folder")
+    assert not (tmp_path / "out").exists()
 
 
 def test_preview_with_bad_n_is_one_line_error():

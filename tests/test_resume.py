@@ -220,3 +220,32 @@ def test_ray_build_gives_the_same_rows_as_local(one_worker, tiny_model, tmp_path
                           capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert parquet_rows(out) == parquet_rows(one_worker)
+
+
+def test_a_two_model_build_records_both_is_deterministic_and_resumes_after_kill_9(tiny_model, second_model, tmp_path):
+    """Real llama.cpp, two different tiny models (weight seeds 0 and 1) in one build."""
+    import hashlib
+
+    from corpusforge.sampler import PlanOptions, plan
+    from corpusforge.vocab import load_vocab
+
+    two = ["--model", f"{second_model}:2"]
+    whole, again, killed = tmp_path / "whole", tmp_path / "again", tmp_path / "killed"
+    subprocess.run(build_cmd(tiny_model, whole, 24, *two), check=True, timeout=600)
+    subprocess.run(build_cmd(tiny_model, again, 24, *two), check=True, timeout=600)
+    assert parquet_rows(whole) == parquet_rows(again), "same seed and models: same rows"
+    shas = {m.name: hashlib.sha256(m.read_bytes()).hexdigest() for m in (tiny_model, second_model)}
+    manifest = json.loads((whole / "corpusforge.json").read_text())
+    assert {m["name"]: m["sha256"] for m in manifest["fingerprint"]["models"]} == shas
+    vocab, options = load_vocab(), PlanOptions(model_weights=(1.0, 2.0), validation_fraction=0.02, test_fraction=0.02)
+    rows_ = [r for rs in parquet_rows(whole).values() for r in rs]
+    names = [tiny_model.name, second_model.name]
+    for r in rows_:
+        assert r["model"] == names[plan(vocab, 11, r["id"], options).model] and r["model_sha256"] == shas[r["model"]]
+    assert {r["model"] for r in rows_} == set(names)
+
+    kill_when(build_cmd(tiny_model, killed, 24, *two), lambda: sealed_shards(killed) >= 1)
+    subprocess.run(build_cmd(tiny_model, killed, 24, *two), check=True, timeout=600)
+    assert_complete(killed, 24)
+    assert sorted((r["id"], r["model"]) for rs in parquet_rows(killed).values() for r in rs) == \
+        sorted((r["id"], r["model"]) for r in rows_)

@@ -7,49 +7,42 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
-from pathlib import Path
 
-from .errors import CorpusforgeError
+from ..errors import CorpusforgeError
+from .base import ShardWork, open_engine
 
 
 def _worker(p, threads: int, shards, events) -> None:
-    """Process body: load the model once, then run shards until the queue says stop."""
-    from .build import make_chain, open_engine, run_shard
-    from .shards import Store
-
+    """Process body: load the models once, then run shards until the queue says stop."""
     try:
-        engine = open_engine(p, threads=threads)
+        work = ShardWork(p, threads)
     except CorpusforgeError as e:
         events.put(("error", str(e)))
         return
-    chain = make_chain(engine, p)
-    c = p.config
-    store = Store(Path(c.out), c.n, c.shard_size, lock=False)
     try:
         while (shard := shards.get()) is not None:
-            for item in run_shard(p, chain, store, shard):
+            for item in work.run_shard(shard):
                 events.put(("item", item))
-            events.put(("in_flight", 0))
     except KeyboardInterrupt:
         pass  # the journal is flushed per line; close() below fsyncs it
     finally:
-        store.close()
-        engine.close()
+        work.close()
 
 
 class ProcessRunner:
-    """Runs shards on `config.workers` local processes."""
+    """Runs shards on `config.workers` local processes; the driver seals what they finish."""
+
+    concurrent = True
 
     def __init__(self, p):
         self.p = p
         c = p.config
         self.k = c.workers
         self.threads = c.threads_per_worker()
-        # A worker that cannot load the model fails in run(); check here too so that a
-        # bad model is refused before the output folder is touched.
-        from .build import open_engine
-
-        open_engine(p, threads=1).close()
+        # A worker that cannot load a model fails in run(); check here too so that a bad
+        # model is refused before the output folder is touched.
+        for model in (*p.models, *([p.judge_model] if p.judge_model else [])):
+            open_engine(p, model, threads=1).close()
 
     def run(self, shards: list[int]):
         ctx = mp.get_context("spawn")  # fork would copy the parent's llama.cpp state

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from .errors import CorpusforgeError
+from ..errors import CorpusforgeError
 
 INSTALL_HINT = "install it with: pip install 'corpusforge[ray]'"
 
@@ -26,29 +26,18 @@ def _actor_class(ray):
         """Holds one loaded model; runs whole shards and streams their events to the driver."""
 
         def __init__(self, p, threads: int, events):
-            from .build import make_chain, open_engine
+            from corpusforge.runners.base import ShardWork
 
-            self.p, self.events = p, events
-            self.engine = open_engine(p, threads=threads)
-            self.chain = make_chain(self.engine, p)
+            self.events = events
+            self.work = ShardWork(p, threads)
 
         def run(self, shard: int) -> int:
-            from pathlib import Path
-
-            from .build import run_shard
-            from .shards import Store
-
-            c = self.p.config
-            store = Store(Path(c.out), c.n, c.shard_size, lock=False)
             batch, last = [], time.monotonic()
-            try:
-                for item in run_shard(self.p, self.chain, store, shard):
-                    batch.append(item)
-                    if time.monotonic() - last > 0.5:  # a few puts a second, not one per story
-                        self.events.put(batch)
-                        batch, last = [], time.monotonic()
-            finally:
-                store.close()
+            for item in self.work.run_shard(shard):
+                batch.append(item)
+                if time.monotonic() - last > 0.5:  # a few puts a second, not one per story
+                    self.events.put(batch)
+                    batch, last = [], time.monotonic()
             if batch:
                 self.events.put(batch)
             return shard
@@ -57,7 +46,12 @@ def _actor_class(ray):
 
 
 class RayRunner:
-    """Runs shards on a Ray cluster (or a local Ray started here when no address is given)."""
+    """Runs shards on a Ray cluster (or a local Ray started here when no address is given).
+
+    Actors only journal; the driver seals each finished shard, dedups it against the rest of
+    the corpus and hands it to the sinks (card, Hub upload)."""
+
+    concurrent = True
 
     def __init__(self, p):
         ray = _ray()
