@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
@@ -24,8 +25,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PARSERS = ("text", "sentence")
-# What every template may use; outputs of earlier stages are added by name.
-PLAN_VARIABLES = frozenset({"noun", "verb", "adjective", "features", "feature_phrases"})
+# What every template may use (see sampler.template_variables); each axis of the vocab adds its
+# name, and outputs of earlier stages are added by stage name.
+PLAN_VARIABLES = frozenset({"noun", "verb", "adjective", "features", "feature_phrases", "axis_phrases", "axis_labels"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +104,10 @@ def _environment(folder: Path) -> ImmutableSandboxedEnvironment:
     )
 
 
-def load_recipe(name_or_path: str) -> Recipe:
-    """Load and validate a recipe: stages, parsers, budgets and template variables."""
+def load_recipe(name_or_path: str, axis_names: Iterable[str] = ()) -> Recipe:
+    """Load and validate a recipe: stages, parsers, budgets and template variables.
+
+    `axis_names`: the vocab's axes, each a variable holding the chosen value's phrase."""
     folder = resolve(name_or_path)
     toml_path = folder / "recipe.toml"
     try:
@@ -119,14 +123,15 @@ def load_recipe(name_or_path: str) -> Recipe:
     env = _environment(folder)
     digest = hashlib.sha256(toml_path.read_bytes())
     stages: list[Stage] = []
-    known = set(PLAN_VARIABLES)
+    known = set(PLAN_VARIABLES) | set(axis_names)
     for i, raw in enumerate(raw_stages, 1):
         where = f"{toml_path}: stage {i}"
         name, tfile = raw.get("name"), raw.get("template")
         if not isinstance(name, str) or not name.isidentifier():
             raise RecipeError(f"{where}: name {name!r} is not an identifier", "use letters, digits and _")
         if name in known:
-            raise RecipeError(f"{where}: name {name!r} is already used", "give each stage its own name")
+            raise RecipeError(f"{where}: name {name!r} is already used (a plan variable, axis or earlier stage)",
+                              "give each stage its own name")
         parse = raw.get("parse", "text")
         if parse not in PARSERS:
             raise RecipeError(f"{where}: parse {parse!r} is unknown", f"use one of {', '.join(PARSERS)}")

@@ -15,6 +15,9 @@ class FakeEngine:
         self.stats = EngineStats()
         self.waiting: list[Request] = []
         self.requests: list[Request] = []  # every request ever submitted, in order
+        # (story id, stage, attempt) of each request when it was submitted: the tag is the
+        # chain's live story record, which moves on after the request.
+        self.submitted: list[tuple[int, int, int]] = []
         self.released: list[object] = []
 
     def format_prompt(self, messages) -> str:
@@ -25,6 +28,8 @@ class FakeEngine:
     def submit(self, request: Request) -> None:
         self.waiting.append(request)
         self.requests.append(request)
+        t = request.tag
+        self.submitted.append((t.plan.id, t.stage, t.attempt) if hasattr(t, "plan") else (-1, -1, -1))
 
     def step(self) -> list[Result]:
         batch, self.waiting = self.waiting[: self.parallel], self.waiting[self.parallel:]

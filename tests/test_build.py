@@ -192,3 +192,20 @@ def test_no_word_triple_crosses_splits(tiny_model, tmp_path):
     assert not triples["validation"] & triples["test"]
     header = (out / "README.md").read_text().split("---")[1]
     assert "data/validation-*.parquet" in header and "data/test-*.parquet" in header
+
+
+def test_the_judge_always_parses_on_the_random_weight_model_and_reaches_the_parquet(tiny_model, tmp_path):
+    """Real llama.cpp: the GBNF grammar holds random weights to yes/no, batched with the stories."""
+    out = tmp_path / "judged"
+    proc = cli("build", "--n", "8", "--model", str(tiny_model), "--out", str(out), "--parallel", "4", "--threads", "2",
+               "--max-tokens", "story=60", "--judge", *LENIENT)
+    ds = load_dataset(str(out))
+    kept = [r for s in ("train", "validation", "test") if s in ds for r in ds[s]]
+    assert kept, "the lenient build keeps stories to judge"
+    judged = [f.label for f in load_vocab().features if f.judge]
+    names = ds[next(iter(ds))].features["judged_features"].feature.names
+    for r in kept:
+        answers = json.loads(r["judge_answers"])
+        assert list(answers) == judged and set(answers.values()) <= {"yes", "no"}
+        assert sorted(names[i] for i in r["judged_features"]) == sorted(k for k, v in answers.items() if v == "yes")
+    assert "judge" in proc.stderr and "% of tokens" in proc.stderr  # the judge's cost is reported
