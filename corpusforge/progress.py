@@ -83,11 +83,18 @@ def summary_tables(summary) -> list:
             t.add_row(name, f"{m.kept:,}", f"{m.rejected:,}", reasons, rate)
         tables.append(t)
     if summary.frequencies:
+        # Features and models in full; an axis has many values, so its widest gap stands for it
+        # (every value is in the card and in `corpusforge stats`).
         t = Table(title="planned (all rows) vs kept, whole corpus")
         for col in ("label", "planned", "kept", "kept - planned"):
             t.add_column(col)
         for kind, rows in summary.frequencies.items():
-            for label, planned, kept in rows:
-                t.add_row(f"{kind}:{label}", f"{planned:.1%}", f"{kept:.1%}", f"{(kept - planned) * 100:+.1f} pt")
+            if kind in ("feature", "model"):
+                for label, planned, kept in rows:
+                    t.add_row(f"{kind}:{label}", f"{planned:.1%}", f"{kept:.1%}", f"{(kept - planned) * 100:+.1f} pt")
+            elif rows:
+                label, planned, kept = max(rows, key=lambda r: abs(r[2] - r[1]))
+                t.add_row(f"{kind} ({len(rows)} values), widest gap: {label}", f"{planned:.1%}", f"{kept:.1%}",
+                          f"{(kept - planned) * 100:+.1f} pt")
         tables.append(t)
     return tables

@@ -47,7 +47,7 @@ def not_gguf(tmp_path) -> Path:
 CASES = {
     "n_zero": (lambda m, t: ["--n", "0", "--model", m], ["--n", "at least 1"]),
     "n_negative": (lambda m, t: ["--n", "-3", "--model", m], ["--n"]),
-    "missing_model": (lambda m, t: ["--n", "5", "--model", str(t / "nope.gguf")], ["not found", "--model"]),
+    "missing_model": (lambda m, t: ["--n", "5", "--model", str(t / "nope.gguf")], ["nope.gguf", "neither a file nor a catalog name", "tiny-model"]),
     "missing_vocab_dir": (lambda m, t: ["--n", "5", "--model", m, "--vocab", str(t / "no-vocab")], ["no-vocab"]),
     "unknown_recipe": (lambda m, t: ["--n", "5", "--model", m, "--recipe", "tinystories-bogus"], ["unknown recipe", "tinystories-instruct"]),
     "unknown_skip_check": (lambda m, t: ["--n", "5", "--model", m, "--skip-check", "spelling"], ["--skip-check", "spelling"]),

@@ -84,6 +84,9 @@ def _text_lines() -> list[str]:
     # A leading space makes each word one "Ġword" token, the form it takes inside a sentence.
     lines = [f" {w}" for w in (*vocab.nouns, *vocab.verbs, *vocab.adjectives)]
     lines += [f"{w.capitalize()} {w} {w.capitalize()}" for w in FUNCTION_WORDS.split()]
+    # The feature and axis phrases go into every prompt: trained on them, the tokenizer spells
+    # them in few tokens, as a real model's would.
+    lines += [f.phrase for f in vocab.features] + [v.phrase for a in vocab.axes for v in a.values]
     root = pathlib.Path(str(resources.files("corpusforge") / "templates"))
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         lines += file.read_text(encoding="utf-8", errors="replace").splitlines()
