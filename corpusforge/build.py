@@ -107,8 +107,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def model_ref(spec: str, weight: float = 1.0) -> ModelRef:
-    """Resolve a model spec (path, catalog name, hf://) to a local file with its sha256."""
+def model_ref(spec: str | None, weight: float = 1.0) -> ModelRef:
+    """Resolve a model spec (path, catalog name, hf://; None = the catalog default) to a local file with its sha256."""
+    if spec is None:
+        from .catalog import default_model
+
+        spec = default_model().name
     path = resolve_model(spec)
     name = spec if "/" not in spec and not spec.endswith(".gguf") else path.name
     return ModelRef(spec, name, path, sha256_file(path), weight)
@@ -210,7 +214,7 @@ def make_sinks(p: Prepared, hub_client=None) -> list:
         return []
     from .hub import HubSink
 
-    sink = HubSink(Path(c.out), c.push_to, private=c.private, client=hub_client)
+    sink = HubSink(Path(c.out), c.push_to, private=c.private, client=hub_client, manifest=p.manifest)
     sink.start()  # token, offline, repo layout: refused before anything is written
     return [sink]
 
@@ -234,6 +238,7 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
     out = Path(c.out)
     out.mkdir(parents=True, exist_ok=True)
     store = Store(out, c.n, c.shard_size, p.schema)
+    summary = None
     try:
         if c.overwrite:
             store.wipe()
@@ -271,13 +276,18 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
             raise Interrupted(f"stopped: {summary.done:,} of {c.n:,} stories done and saved", "run the same command again to resume")
         summary.frequencies = _frequencies(card.merged)
         _final_card(out, card)
-        for sink in sinks:
-            sink.on_seal([])  # the final card (with statistics) after the last shard
-            summary.push = sink.finish()
         if reporter:
             reporter.finish(summary)
         return summary
     finally:
+        # Whatever ended the run, the sinks send what they can (the card, stats and plots
+        # included) and say what is still unsent; a rerun resumes the rest.
+        for sink in sinks:
+            report = sink.finish()
+            if summary is not None:
+                summary.push = report
+            if reporter and report is not None:
+                reporter.note(str(report))
         store.close()
 
 
@@ -326,11 +336,9 @@ class _CrossShardDedup:
         moved = {}
         rows = sorted((r for _, r in self.store.kept_rows(shard, ("id", "story"))), key=lambda r: r["id"])
         for r in rows:
-            match = self.index.find(r["story"], exclude=r["id"])
+            match = self.index.check_and_add(r["id"], r["story"])
             if match is not None:
                 moved[r["id"]] = f"duplicate:{match.other}"
-            else:
-                self.index.add(r["id"], r["story"])
         return moved
 
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from .dedup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD
 from .engine.base import SamplingParams
 from .errors import CorpusforgeError
 
@@ -61,8 +62,8 @@ class BuildConfig:
     test_fraction: float = 0.02
     split_key: str = "words"
     dedup: bool = True
-    dedup_threshold: float = 0.8
-    shingle_size: int = 5
+    dedup_threshold: float = DEFAULT_THRESHOLD
+    shingle_size: int = DEFAULT_SHINGLE
     judge: bool = False
     judge_model: str | None = None
     judge_policy: str = "record"

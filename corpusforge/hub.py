@@ -83,7 +83,12 @@ def _download(repo_id: str, filename: str, revision: str | None, what: str) -> P
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import hf_hub_download
 
+    from huggingface_hub.utils import logging as hf_logging
+
     local = f"pass --model /path/to/model.gguf, or {_TINY}"
+    # Without a network huggingface_hub logs a warning before it raises; the one-line error
+    # below says the same with the fix, so its warnings are silenced here.
+    hf_logging.set_verbosity_error()
     try:
         # progress bars come from huggingface_hub itself (tqdm on stderr)
         return Path(hf_hub_download(repo_id, filename, revision=revision))

@@ -50,8 +50,12 @@ class RichReporter:
         self.console.print(final_line(summary))
         for table in summary_tables(summary):
             self.console.print(table)
-        if summary.push is not None:
-            self.console.print(str(summary.push))
+
+    def note(self, text: str) -> None:
+        """A line after the build (e.g. what the Hub upload sent and what it could not)."""
+        if self.progress is not None:
+            self.progress.stop()
+        self.console.print(text, markup=False, highlight=False)
 
 
 def final_line(summary) -> str:

@@ -215,6 +215,11 @@ class Store:
             for split in KEPT_SPLITS:
                 if i in by_split[split]:
                     by_split["rejects"][i] = {**by_split[split].pop(i), "reject_reason": reason}
+        # A reject that named a moved story as its original now names that story's original,
+        # so every `duplicate:<id>` points at a story that is kept.
+        for r in by_split["rejects"].values():
+            while (target := (moved or {}).get(_duplicate_of(r.get("reject_reason", "")))) is not None:
+                r["reject_reason"] = target
         # A split with no rows gets no file: `datasets` fails on a zero-row parquet file. Sealed
         # means every id of the range is in one of the files, so a crash between the two
         # writes leaves the journal in place and the next seal repeats both.
@@ -274,6 +279,11 @@ class Store:
         shutil.rmtree(self.stats_dir, ignore_errors=True)
         for name in (MANIFEST, "README.md"):
             (self.out / name).unlink(missing_ok=True)
+
+
+def _duplicate_of(reason: str) -> int | None:
+    code, _, rest = reason.partition(":")
+    return int(rest) if code == "duplicate" and rest.isdigit() else None
 
 
 def read_journal(path: Path, repair: bool = False) -> list[dict]:

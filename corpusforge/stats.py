@@ -38,7 +38,7 @@ DEFINITIONS = {
     "distinct_n": "corpus-level distinct-n over kept stories (train+validation+test): the number of "
                   "different n-grams of word tokens divided by the total number of n-grams; n-grams never "
                   "cross a story boundary",
-    "duplicates": "kept stories are added to one DedupIndex(threshold=0.8, shingle=5) in the order train, "
+    "duplicates": "kept stories are added to one DedupIndex (the build's threshold and shingle size, else 0.8 and 5) in the order train, "
                   "validation, test, each by id; a story is an exact (near) duplicate if the index matches it "
                   "exactly (by MinHash Jaccard >= 0.8) to an earlier kept story, of any model; the rate is per "
                   "model over its kept stories. duplicate_rejects counts rows rejected with reason duplicate",
@@ -393,7 +393,7 @@ _COLUMNS = ("id", "story", "words", "features", "has_dialogue", "judge_answers",
 
 def compute_stats(out: Path, vocab: Path | None = None) -> dict:
     """Every figure of `corpusforge stats` for the build in `out`, as a JSON-ready dict."""
-    from .dedup import DedupIndex
+    from .dedup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, DedupIndex
 
     corpus = open_corpus(out)
     v = _vocab_for(corpus, vocab)
@@ -422,7 +422,9 @@ def compute_stats(out: Path, vocab: Path | None = None) -> dict:
     dup_kind: Counter = Counter()  # (model, kind)
     distinct = _Distinct()
     child = _ChildVocab(lists)
-    index = DedupIndex(threshold=0.8, shingle=5)
+    # The build's own dedup settings, so "duplicate" means here what it meant during the build.
+    settings = (corpus.manifest.get("fingerprint") or {}).get("dedup") or {}
+    index = DedupIndex(threshold=settings.get("threshold", DEFAULT_THRESHOLD), shingle=settings.get("shingle", DEFAULT_SHINGLE))
     vocab_sets = {k: set(ws) for k, ws in lists.items()}
 
     columns = [*_COLUMNS, *axes]

@@ -141,7 +141,7 @@ def test_hf_model_offline_says_how_to_pass_a_local_file(tmp_path, monkeypatch):
         [sys.executable, "-m", "corpusforge", "build", "--n", "2", "--model", "hf://someone/some-repo/model.gguf", "--out", str(tmp_path / "o")],
         capture_output=True, text=True, timeout=300, env=env,
     )
-    assert_one_line_error(proc, "hf://someone/some-repo/model.gguf", "--model /path/to/file.gguf")
+    assert_one_line_error(proc, "hf://someone/some-repo/model.gguf", "--model /path/to/", "tiny-model")
     assert not (tmp_path / "o").exists()
 
 
