@@ -194,27 +194,29 @@ def write_manifest(out: Path, manifest: dict) -> None:
     os.replace(tmp, path)
 
 
-def build(config: BuildConfig, reporter=None, *, hub_client=None) -> Summary:
+def build(config: BuildConfig, reporter=None, *, hub_client=None, hub_options: dict | None = None) -> Summary:
     """Run (or resume) a build to completion; `reporter` gets progress events.
 
-    `hub_client` replaces the HfApi seam of `--push-to` (tests; the Hub cannot be reached here)."""
+    `hub_client` replaces the HfApi seam of `--push-to` and `hub_options` the upload pacing
+    (tests: the Hub cannot be reached here)."""
     p = prepare(config)
     runner = make_runner(p)  # loads models before anything is written, so load errors write nothing
     try:
-        sinks = make_sinks(p, hub_client)
+        sinks = make_sinks(p, hub_client, hub_options)
         return run(p, runner, reporter, sinks)
     finally:
         runner.close()
 
 
-def make_sinks(p: Prepared, hub_client=None) -> list:
+def make_sinks(p: Prepared, hub_client=None, hub_options: dict | None = None) -> list:
     """Work on each sealed shard beyond the card: today the Hub upload of --push-to."""
     c = p.config
     if not c.push_to:
         return []
     from .hub import HubSink
 
-    sink = HubSink(Path(c.out), c.push_to, private=c.private, client=hub_client, manifest=p.manifest)
+    sink = HubSink(Path(c.out), c.push_to, private=c.private, client=hub_client, manifest=p.manifest,
+                   **(hub_options or {}))
     sink.start()  # token, offline, repo layout: refused before anything is written
     return [sink]
 

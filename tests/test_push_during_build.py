@@ -1,0 +1,56 @@
+"""`build --push-to`: shards reach the Hub as they are sealed, and a failing Hub never stops the build.
+
+Real llama.cpp on the tiny model and real parquet; the Hub goes through the one seam where
+HfApi is called, replaced by test_hub's recording stand-in, because the Hub's HTTP endpoint
+cannot exist here (no network).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from corpusforge.build import build
+from corpusforge.config import BuildConfig
+from test_hub import REPO, RecordingHub
+
+FAST = {"retries": 2, "backoff": 0.01, "min_interval": 0.0}
+
+
+def config(model: Path, out: Path) -> BuildConfig:
+    return BuildConfig(n=9, model=str(model), out=out, shard_size=3, parallel=4, n_threads=2, max_tokens={"story": 40},
+                       min_words=1, skip_checks=("words", "key_sentence", "dialogue", "truncated"), push_to=REPO)
+
+
+def local_files(out: Path) -> set[str]:
+    return {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")
+            and ".corpusforge" not in p.parts}
+
+
+def test_each_shard_reaches_the_hub_before_the_card_that_counts_it(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    out = tmp_path / "pushed"
+    hub = RecordingHub()
+    summary = build(config(tiny_model, out), hub_client=hub, hub_options=FAST)
+    assert summary.push is not None and summary.push.unsent == []
+    sent_order = [path for commit in hub.commits for kind, path in commit if kind == "add"]
+    shards = [p for p in sent_order if p.endswith(".parquet")]
+    assert sorted(set(shards)) == sorted(p for p in local_files(out) if p.endswith(".parquet"))
+    for commit in hub.commits:  # inside every commit: its shards, then the card and the manifest
+        adds = [path for kind, path in commit if kind == "add"]
+        if "README.md" in adds:
+            assert all(adds.index(p) < adds.index("README.md") for p in adds if p.endswith(".parquet"))
+    assert "corpusforge.json" in sent_order
+    assert set(hub.files) == local_files(out), "the repo ends as the folder: card, manifest, shards, stats, plots"
+    assert not [p for p in hub.files if "journal" in p or p.endswith(".tmp")]
+    assert hub.files["README.md"] == (out / "README.md").read_bytes()
+
+
+def test_a_build_whose_uploads_fail_keeps_building_and_reports_what_is_unsent(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    out = tmp_path / "failing"
+    hub = RecordingHub(fail_times=10**6)
+    summary = build(config(tiny_model, out), hub_client=hub, hub_options=FAST)
+    assert summary.done == 9, "every story was generated although no upload went through"
+    assert hub.commits == []
+    unsent = set(summary.push.unsent)
+    assert {p for p in local_files(out) if p.endswith(".parquet")} <= unsent and "README.md" in unsent
+    assert f"corpusforge push {out} {REPO}" in str(summary.push)
