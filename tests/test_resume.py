@@ -13,7 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
 
+from corpusforge.schema import RowSchema
 from corpusforge.shards import Store, read_journal
+from corpusforge.vocab import load_vocab
+
+SCHEMA = RowSchema.from_vocab(load_vocab())
 
 N, SHARD = 40, 8
 LENIENT = ["--skip-check", "words", "--skip-check", "key_sentence", "--min-words", "3"]
@@ -91,7 +95,7 @@ def test_kill_9_at_several_points_then_resume_ends_with_exactly_n_ids(tiny_model
         raw = kill_when(cmd, cond)
         # A kill between a shard's rename and its journal's deletion leaves ids in both;
         # recovery must count each once (and is what the resume runs first).
-        store = Store(out, N, SHARD, lock=False)
+        store = Store(out, N, SHARD, SCHEMA, lock=False)
         on_disk = len(store.recover())
         store.close()
         assert 0 < on_disk <= raw
@@ -126,7 +130,7 @@ def test_torn_journal_line_and_temp_files_are_repaired_on_resume(tiny_model, tmp
     with open(journal, "a") as f:
         f.write('{"id": 99999, "story": "half a li')  # what kill -9 leaves mid-write
     (out / "data" / ".train-00000.parquet.tmp").write_bytes(b"PAR1 no footer")
-    store = Store(out, 12, SHARD, lock=False)
+    store = Store(out, 12, SHARD, SCHEMA, lock=False)
     done = store.recover()
     store.close()
     assert 99999 not in done and len(read_journal(journal)) == good
@@ -148,7 +152,7 @@ def test_crash_between_shard_rename_and_journal_delete_keeps_each_id_once(tiny_m
                 rows.append({**r, "features": [], "split": split})
     journal = out / ".corpusforge" / "journal" / "shard-00000.jsonl"
     journal.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    store = Store(out, SHARD, SHARD, lock=False)
+    store = Store(out, SHARD, SHARD, SCHEMA, lock=False)
     done = store.recover()
     store.close()
     assert sorted(done) == list(range(SHARD)) and not journal.exists()
