@@ -209,3 +209,24 @@ def test_the_judge_always_parses_on_the_random_weight_model_and_reaches_the_parq
         assert list(answers) == judged and set(answers.values()) <= {"yes", "no"}
         assert sorted(names[i] for i in r["judged_features"]) == sorted(k for k, v in answers.items() if v == "yes")
     assert "judge" in proc.stderr and "% of tokens" in proc.stderr  # the judge's cost is reported
+
+
+def test_a_separate_judge_model_judges_and_is_pinned_in_the_manifest(tiny_model, second_model, tmp_path):
+    """Real llama.cpp: stories from one tiny model, verdicts from another (its own engine)."""
+    out = tmp_path / "judge-model"
+    cli("build", "--n", "6", "--model", str(tiny_model), "--judge-model", str(second_model), "--judge-policy", "reject",
+        "--out", str(out), "--parallel", "3", "--threads", "2", "--max-tokens", "story=50", "--quiet", *LENIENT)
+    judge = json.loads((out / "corpusforge.json").read_text())["fingerprint"]["judge"]
+    assert judge["model"]["sha256"] == hashlib.sha256(second_model.read_bytes()).hexdigest()
+    assert judge["policy"] == "reject"
+    ds = load_dataset(str(out))
+    rows = [r for s in ds.values() for r in s]
+    assert sorted(r["id"] for r in rows) == list(range(6))
+    names = ds[next(iter(ds))].features["features"].feature.names
+    for r in rows:
+        if r["reject_reason"].startswith("judge:"):  # rejected: the judge said "no" to a requested feature
+            feature = r["reject_reason"].split(":")[1]
+            assert names.index(feature) in r["features"] and json.loads(r["judge_answers"])[feature] == "no"
+        elif not r["reject_reason"]:  # kept under reject: every requested judged feature got "yes"
+            answers = json.loads(r["judge_answers"])
+            assert all(answers[names[i]] == "yes" for i in r["features"] if names[i] in answers)
