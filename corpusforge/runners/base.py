@@ -12,6 +12,7 @@ from typing import Protocol
 
 from .. import __version__, checks
 from ..chain import Chain, Outcome
+from ..config import BuildConfig
 from ..judge import MAX_TOKENS, Judge
 from ..recipes import Recipe
 from ..sampler import PlanOptions, StoryPlan, plan
@@ -35,7 +36,7 @@ class ModelRef:
 class Prepared:
     """A validated build: inputs loaded, output folder checked, nothing written yet."""
 
-    config: object  # BuildConfig (not imported: nothing below build imports config's users)
+    config: BuildConfig
     vocab: Vocab
     recipe: Recipe
     schema: RowSchema
