@@ -111,12 +111,8 @@ class BuildConfig:
         for spec in self.model:
             parse_model_spec(spec)
         need(0 <= self.min_words <= self.max_words, "--min-words/--max-words", "need 0 <= min <= max")
-        s = self.sampling
-        need(s.temperature >= 0, "--temperature", "must be 0 or more")
-        need(0 < s.top_p <= 1, "--top-p", "must be in (0, 1]")
-        need(0 <= s.min_p <= 1, "--min-p", "must be in [0, 1]")
-        need(s.top_k >= 0, "--top-k", "must be 0 or more")
-        need(s.repeat_penalty > 0, "--repeat-penalty", "must be above 0")
+        for flag, rule in self.sampling.problems():
+            need(False, flag, rule)
         unknown = sorted(set(self.skip_checks) - set(CHECKS))
         need(not unknown, "--skip-check", f"got unknown {', '.join(unknown)}; valid: {', '.join(CHECKS)}")
         for stage, tokens in self.max_tokens.items():

@@ -230,3 +230,64 @@ def test_isolation_check_would_catch_logits_from_another_request(single, batched
     swapped = Result(a.request, a.text, a.completion_tokens, a.prompt_tokens, a.truncated, tokens=b.tokens, logits=a.logits)
     with pytest.raises(AssertionError):
         assert_matches_single_sequence(single, [swapped])
+
+
+# ----- speed options: each keeps the same tokens for the same seed (and passes isolation) -----
+
+def sampled_tokens(tiny_model, *, parallel=4, n_threads=2, **options):
+    with LlamaEngine(tiny_model, parallel=parallel, n_ctx=512, n_threads=n_threads, sampling=SAMPLED, **options) as e:
+        texts = prompts(e)[:6]
+        results = e.generate([Request(prompt=t, max_tokens=24, seed=i, keep_logits=True) for i, t in enumerate(texts)])
+        return [r.tokens for r in results], [r.logits for r in results], dict(e.stats.extra["profile"])
+
+
+@pytest.mark.parametrize("options", [{"type_k": "q8_0"}, {"n_ubatch": 8}, {"compact": True}, {"n_batch": 16}],
+                         ids=["q8_0-K", "n_ubatch-8", "compact", "n_batch-16"])
+def test_each_speed_option_gives_the_same_tokens_for_the_same_seed(tiny_model, options):
+    first, _, _ = sampled_tokens(tiny_model, **options)
+    again, _, _ = sampled_tokens(tiny_model, **options)
+    assert first == again
+
+
+def test_thread_count_does_not_change_a_single_logit(tiny_model):
+    # ggml gives each output row to one thread and sums it in a fixed order, so 1 and 2 threads
+    # compute bit-identical logits (also measured on the smollm2-135m shape): a resume with
+    # another --threads or --workers writes the same text.
+    one, one_logits, _ = sampled_tokens(tiny_model, n_threads=1)
+    two, two_logits, _ = sampled_tokens(tiny_model, n_threads=2)
+    assert one == two
+    for a, b in zip(one_logits, two_logits):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_q8_0_k_cache_stays_close_to_the_f16_logits(tiny_model, single):
+    with LlamaEngine(tiny_model, parallel=4, n_ctx=512, n_threads=2, sampling=SAMPLED, type_k="q8_0") as e:
+        results = e.generate([Request(prompt=t, max_tokens=20, seed=i, keep_logits=True) for i, t in enumerate(prompts(e)[:4])])
+    # Looser than batching noise alone: the K cache itself is rounded to 8 bits.
+    for r in results:
+        alone = single.sequence_logits(r.tokens)
+        n_prompt = len(r.tokens) - r.completion_tokens
+        expected = alone[n_prompt - 1 : n_prompt - 1 + len(r.logits)]
+        assert np.abs(r.logits - expected).mean() < 0.1 * expected.std()
+
+
+def test_compact_moves_a_sequence_into_a_freed_lower_slot_and_keeps_it_isolated(tiny_model, single):
+    with LlamaEngine(tiny_model, parallel=4, n_ctx=512, n_threads=2, sampling=SAMPLED, compact=True) as e:
+        texts = prompts(e)[:4]
+        # Slots 0 and 2 finish first and leave gaps below the long-running slot 3.
+        reqs = [Request(prompt=t, max_tokens=4 if i % 2 == 0 else 30, seed=i, keep_logits=True) for i, t in enumerate(texts)]
+        results = e.generate(reqs)
+        moves = e.stats.extra["profile"]["slot_moves"]
+        assert moves >= 1
+        # The moved KV carries on exactly where it was: every later step still matches a lone run.
+        assert_matches_single_sequence(single, results)
+        # The engine is reusable after moves: the freed high slot serves the next requests.
+        again = e.generate([Request(prompt=t, max_tokens=6, seed=9) for t in texts])
+    assert all(r.error is None and r.completion_tokens > 0 for r in again)
+
+
+def test_the_profile_accounts_for_every_decode(tiny_model):
+    _, _, prof = sampled_tokens(tiny_model)
+    assert prof["steps"] > 0 and prof["decode_s"] > 0 and prof["sample_s"] > 0
+    assert prof["ubatches"] >= prof["steps"]  # at least one graph compute per decode
+    assert prof["gen_tokens"] > 0 and prof["prompt_tokens"] > 0

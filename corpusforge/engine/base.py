@@ -24,6 +24,19 @@ class SamplingParams:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def problems(self) -> list[tuple[str, str]]:
+        """(flag, rule) for every setting llama.cpp would misread: a NaN or negative value is
+        silently odd there. One list for the config check and the engine's own."""
+        rules = [
+            (self.temperature >= 0, "--temperature", "must be 0 or more"),
+            (0 < self.top_p <= 1, "--top-p", "must be in (0, 1]"),
+            (0 <= self.min_p <= 1, "--min-p", "must be in [0, 1]"),
+            (self.top_k >= 0, "--top-k", "must be 0 or more"),
+            (self.repeat_penalty > 0, "--repeat-penalty", "must be above 0"),
+            (self.repeat_last_n >= 0, "repeat_last_n", "must be 0 or more"),
+        ]
+        return [(flag, rule) for ok, flag, rule in rules if not ok]
+
 
 @dataclass(slots=True)
 class Request:
