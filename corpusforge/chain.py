@@ -42,16 +42,18 @@ class Outcome:
     prompt_tokens: int = 0
     prompt_tokens_reused: int = 0
     completion_tokens: int = 0
-    verdicts: dict[str, bool] | None = None  # the judge's answers, when a judge ran
+    # The judge's answer per asked feature as it wrote it (stripped, lowercased): "yes" or "no"
+    # under the GBNF grammar; anything else is stored as it is, so a broken grammar shows.
+    verdicts: dict[str, str] | None = None
     judge_prompt_tokens: int = 0  # of the prompt tokens above, the judge's (evaluated only)
     judge_completion_tokens: int = 0
     failed: tuple[str, ...] = ()  # reason codes of the attempts that were retried
 
     def judge_answers(self) -> str:
-        return json.dumps({k: "yes" if v else "no" for k, v in self.verdicts.items()}) if self.verdicts else ""
+        return json.dumps(self.verdicts) if self.verdicts else ""
 
     def judged_features(self) -> list[str]:
-        return [k for k, v in (self.verdicts or {}).items() if v]
+        return [k for k, v in (self.verdicts or {}).items() if v == "yes"]
 
 
 @dataclass(slots=True)
@@ -65,7 +67,7 @@ class _Story:
     prompt_tokens_reused: int = 0
     completion_tokens: int = 0
     draft: checks.Draft | None = None
-    verdicts: dict[str, bool] | None = None
+    verdicts: dict[str, str] | None = None
     asked: int = 0  # judge questions answered so far
     judge_prompt_tokens: int = 0
     judge_completion_tokens: int = 0
@@ -255,7 +257,7 @@ class Chain:
         story.completion_tokens += result.completion_tokens
         if result.error:
             return self._retry_or_reject(story, f"engine: {result.error}", fatal=True)
-        story.verdicts[self.judge.labels[story.asked]] = result.text.strip().lower().startswith("yes")
+        story.verdicts[self.judge.labels[story.asked]] = result.text.strip().lower()
         story.asked += 1
         if story.asked < len(self.judge.labels):
             self._ask_judge(story)

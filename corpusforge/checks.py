@@ -23,7 +23,7 @@ class Draft:
     key_sentence: str | None = None
     truncated: bool = False
     id: int = -1
-    judged: dict[str, bool] | None = None  # the judge's verdict per asked feature, once it has run
+    judged: dict[str, str] | None = None  # the judge's answer ("yes"/"no") per asked feature, once it has run
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,11 +42,11 @@ class Judge:
         question = _template(self.folder, name).render(feature=label, phrase=phrase).strip()
         return _template(self.folder, "judge.j2").render(story=story, question=question, feature=label).strip()
 
-    def contradiction(self, requested: tuple[str, ...], verdicts: dict[str, bool]) -> str | None:
+    def contradiction(self, requested: tuple[str, ...], verdicts: dict[str, str]) -> str | None:
         """Under policy reject: the first requested feature the judge says the story lacks."""
         if self.policy != "reject":
             return None
-        missing = [f for f in requested if verdicts.get(f) is False]
+        missing = [f for f in requested if verdicts.get(f) == "no"]
         return f"judge:{missing[0]}" if missing else None
 
 

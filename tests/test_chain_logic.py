@@ -131,7 +131,7 @@ def test_the_judge_asks_every_judged_feature_and_its_verdicts_are_kept():
     out = run(engine, plans(3), judge=JUDGE)
     for o in out.values():
         assert o.reason is None
-        assert set(o.verdicts) == set(JUDGE_LABELS) and o.verdicts["BadEnding"] is False
+        assert set(o.verdicts) == set(JUDGE_LABELS) and o.verdicts["BadEnding"] == "no"
         assert json.loads(o.judge_answers())["BadEnding"] == "no"
         assert "BadEnding" not in o.judged_features() and "Twist" in o.judged_features()
         assert o.judge_completion_tokens == len(JUDGE_LABELS)
@@ -153,7 +153,7 @@ def test_judge_policy_record_keeps_a_contradicted_story():
     ps = [p for p in plans(40) if "BadEnding" in p.features][:2]
     engine = FakeEngine(answerer(judge=lambda req, label: "no"))
     out = run(engine, ps, judge=JUDGE)
-    assert all(o.reason is None and o.verdicts["BadEnding"] is False for o in out.values())
+    assert all(o.reason is None and o.verdicts["BadEnding"] == "no" for o in out.values())
 
 
 def test_a_story_failing_text_checks_is_never_judged():
