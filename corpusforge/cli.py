@@ -35,12 +35,17 @@ class Quant(str, Enum):
     F16 = "F16"
 
 
-def fail(err: CorpusforgeError, code: int = 1):
-    """Print a user's mistake as one red line (message - fix) and exit non-zero."""
+def say(err: CorpusforgeError) -> None:
+    """Print a user's mistake as one red line: message - fix."""
     from rich.console import Console
 
     text = f"error: {err.message}" + (f" - {err.hint}" if err.hint else "")
     Console(stderr=True, soft_wrap=True).print(text, style="bold red", markup=False, highlight=False)
+
+
+def fail(err: CorpusforgeError, code: int = 1):
+    """Print the one line and exit non-zero."""
+    say(err)
     raise typer.Exit(code)
 
 
@@ -129,7 +134,9 @@ def build(
             dedup=dedup, dedup_threshold=dedup_threshold, shingle_size=shingle_size, judge=judge,
             judge_model=judge_model, judge_policy=judge_policy.value, push_to=push_to, private=private,
         )
-        run_build(config, None if quiet else RichReporter())
+        summary = run_build(config, None if quiet else RichReporter())
+        if quiet and summary.push is not None and summary.push.unsent:
+            warn(str(summary.push))  # --quiet hides progress, never files that did not reach the Hub
     except Interrupted as e:
         fail(e, 130)
     except CorpusforgeError as e:
@@ -319,10 +326,10 @@ def models_list(ctx: typer.Context):
     table = Table(caption=f"* default ({default}): what `build` uses without --model", caption_justify="left")
     for name in ("name", "params", "quant", "size", "license"):
         table.add_column(name, no_wrap=True)
-    table.add_column("why")
+    table.add_column("why, and where the file comes from", overflow="fold")
     for m in catalog:
         size = f"{m.size_mb / 1000:.2f} GB" if m.size_mb >= 1000 else f"{m.size_mb} MB"
-        table.add_row(m.name + (" *" if m.default else ""), m.params, m.quant, size, m.license, m.why)
+        table.add_row(m.name + (" *" if m.default else ""), m.params, m.quant, size, m.license, f"{m.why}\n{m.spec}")
     Console().print(table)
 
 
@@ -340,8 +347,26 @@ def models_pull(
     typer.echo(str(path))
 
 
+# The base of Typer's usage errors (a bad choice, a missing or unknown option). Typer exports
+# BadParameter but not its base class, so it is found on BadParameter's ancestry by name.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
 def main() -> None:
-    app(prog_name="corpusforge")
+    """The console entry point: Typer's usage errors (a bad choice, a non-number, an unknown
+    option) become one `error:` line like every other mistake, not a boxed usage screen."""
+    try:
+        rc = app(prog_name="corpusforge", standalone_mode=False)
+    except _USAGE_ERROR as e:
+        message = " ".join(e.format_message().split())
+        if message:  # empty when the help was shown for a bare command (no_args_is_help)
+            command = e.ctx.command_path if e.ctx is not None else "corpusforge"
+            say(CorpusforgeError(message, f"see `{command} --help`"))
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

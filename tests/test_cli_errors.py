@@ -77,6 +77,28 @@ def test_bad_build_input_is_one_line_error_and_writes_nothing(case, tiny_model, 
     assert not out.exists()
 
 
+USAGE_CASES = {
+    "split_key_not_a_choice": (["--split-key", "triple"], ["--split-key", "triple"]),
+    "judge_policy_not_a_choice": (["--judge", "--judge-policy", "maybe"], ["--judge-policy", "maybe"]),
+    "n_not_a_number": (["--n", "many"], ["--n", "integer"]),
+    "test_fraction_not_a_number": (["--test-fraction", "half"], ["--test-fraction"]),
+    "max_tokens_without_a_number": (["--max-tokens", "story"], ["--max-tokens", "STAGE=N"]),
+    "unknown_option": (["--temprature", "0.7"], ["--temprature"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USAGE_CASES))
+def test_a_flag_typer_cannot_parse_is_one_line_error_too(case, tiny_model, tmp_path):
+    # Typer's own usage screen is a multi-line box; main() turns it into the same one line.
+    args, needles = USAGE_CASES[case]
+    out = tmp_path / "out"
+    base = ["--n", "5"] if "--n" not in args else []
+    proc = run("build", *base, "--model", str(tiny_model), *args, "--out", str(out), "--quiet")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, *needles, "--help")
+    assert not out.exists()
+
+
 def test_not_a_gguf_file_is_refused(not_gguf, tmp_path):
     proc = run("build", "--n", "5", "--model", str(not_gguf), "--out", str(tmp_path / "out"))
     assert_one_line_error(proc, "not a GGUF file")
