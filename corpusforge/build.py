@@ -113,9 +113,10 @@ def model_ref(spec: str | None, weight: float = 1.0) -> ModelRef:
         from .catalog import default_model
 
         spec = default_model().name
+    from .catalog import display_name
+
     path = resolve_model(spec)
-    name = spec if "/" not in spec and not spec.endswith(".gguf") else path.name
-    return ModelRef(spec, name, path, sha256_file(path), weight)
+    return ModelRef(spec, display_name(spec, path), path, sha256_file(path), weight)
 
 
 def prepare(config: BuildConfig) -> Prepared:
@@ -277,9 +278,11 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
         if summary.interrupted:
             raise Interrupted(f"stopped: {summary.done:,} of {c.n:,} stories done and saved", "run the same command again to resume")
         summary.frequencies = _frequencies(card.merged)
-        _final_card(out, card)
+        problem = _final_card(out, card)
         if reporter:
             reporter.finish(summary)
+            if problem:
+                reporter.note(problem)
         return summary
     finally:
         # Whatever ended the run, the sinks send what they can (the card, stats and plots
@@ -293,23 +296,27 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
         store.close()
 
 
-def _final_card(out: Path, card: CardSink) -> None:
-    """The card with the full statistics section (`corpusforge stats`), once, at the end."""
-    section = ""
-    try:
-        from .plots import card_section, write_plots
-        from .stats import compute_stats, write_stats
+def _final_card(out: Path, card: CardSink) -> str | None:
+    """The card with the full statistics section (`corpusforge stats`), once, at the end.
 
+    The corpus is complete by now: a statistics problem must not fail the build, so it comes
+    back as a note for the user (the card is then written without the section)."""
+    from .plots import card_section, write_plots
+    from .stats import compute_stats, write_stats
+
+    section, problem = "", None
+    try:
         stats = compute_stats(out)
         write_stats(out, stats)
         try:
             plots = write_plots(out, stats)
-        except CorpusforgeError:  # matplotlib is an optional extra: the card goes without plots
-            plots = []
+        except CorpusforgeError as e:  # matplotlib is an optional extra: the card goes without plots
+            plots, problem = [], f"card without plots: {e}"
         section = card_section(stats, plots)
-    except ImportError:  # pragma: no cover - the stats modules ship with the package
-        pass
+    except Exception as e:  # noqa: BLE001 - reported, and `corpusforge stats OUT` can retry it
+        problem = f"statistics not written ({type(e).__name__}: {e}); run `corpusforge stats {out}`"
     card.refresh(statistics=section)
+    return problem
 
 
 def _frequencies(merged: dict) -> dict:

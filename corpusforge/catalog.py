@@ -117,6 +117,21 @@ def default_model(catalog: tuple[CatalogModel, ...] | None = None) -> CatalogMod
     return next(m for m in (catalog or load_catalog()) if m.default)
 
 
+def display_name(spec: str, path: Path) -> str:
+    """The name rows and the manifest record for a model: the catalog name when the spec is a
+    catalog name (any case) or the hf:// address of a catalog file, else the file's name. One
+    model keeps one name however it is written, so a resume is never refused for the spelling."""
+    from .hub import HF_PREFIX, parse_hf
+
+    catalog = load_catalog()
+    if spec.startswith(HF_PREFIX):
+        repo, file, _ = parse_hf(spec)
+        m = next((m for m in catalog if (m.repo, m.file) == (repo, file)), None)
+    else:
+        m = find(spec, catalog) if "/" not in spec and not spec.endswith(".gguf") else None
+    return m.name if m is not None else path.name
+
+
 def find(name: str, catalog: tuple[CatalogModel, ...] | None = None) -> CatalogModel | None:
     """The entry called `name` (case-insensitive), or None."""
     name = name.strip().lower()

@@ -36,6 +36,9 @@ RESERVED_NAMES: frozenset[str] = frozenset({
     "once_upon_a_time", "word_count", "sentence_count", "paragraph_count", "flesch_reading_ease",
     "flesch_kincaid_grade", "dale_chall", "prompt_tokens", "completion_tokens", "generation",
     "corpusforge_version", "template_sha256",
+    # The per-shard statistics key labels as kind:value (feature:Twist, pair:A+B): an axis
+    # with one of these names would be counted into another kind.
+    "feature", "pair",
 })
 _WORD = re.compile(r"[a-z]+")
 _FEATURE_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_]*")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import ClassLabel, List, load_dataset
 
-from corpusforge.vocab import load_vocab
+from corpusforge.vocab import default_vocab_dir, load_vocab
 
 FEATURE_NAMES = tuple(load_vocab().feature_names)
 
@@ -105,6 +106,31 @@ def test_card_validates_as_a_hub_dataset_card(built):
     assert card.data.to_dict()["dataset_info"]["features"]
 
 
+def test_a_finished_build_card_embeds_the_statistics_section_and_its_plots(built):
+    # Written once at the end of the build from `corpusforge stats` (real matplotlib: the test extra).
+    text = (built / "README.md").read_text()
+    assert "## Statistics" in text
+    linked = set(re.findall(r"\((plots/[\w-]+\.png)\)", text))
+    assert linked and all((built / p).is_file() for p in linked)
+    assert json.loads((built / "stats.json").read_text())["splits"]
+
+
+def test_a_partial_card_says_how_far_the_build_got_and_still_parses(built, tmp_path):
+    # The real card renderer (push --partial uses it), read back by huggingface_hub's DatasetCard.
+    from huggingface_hub import DatasetCard
+
+    from corpusforge.card import write_card
+
+    out = tmp_path / "partial"
+    shutil.copytree(built, out)
+    manifest = json.loads((out / "corpusforge.json").read_text())
+    write_card(out, manifest, partial=(3, 10))
+    text = (out / "README.md").read_text()
+    assert "**Partial build**: 3 of 10 planned stories are done (30.0%)" in text
+    card = DatasetCard.load(out / "README.md")
+    assert [f["split"] for f in card.data.configs[0]["data_files"]][0] == "train"
+
+
 def test_same_seed_and_settings_give_identical_rows(built, tiny_model, tmp_path):
     again = tmp_path / "again"
     cli(*build_args(tiny_model, again))
@@ -181,12 +207,21 @@ def test_a_user_feature_set_and_a_new_axis_reach_the_parquet_as_classlabel_colum
 
 
 def test_no_word_triple_crosses_splits(tiny_model, tmp_path):
+    # 3 nouns x 2 verbs x 2 adjectives = 12 triples for 40 stories: every triple comes back
+    # several times, so a split drawn per story (not per triple) would put one on both sides.
+    vocab = tmp_path / "vocab"
+    shutil.copytree(default_vocab_dir(), vocab)
+    (vocab / "nouns.txt").write_text("cat\ndog\nball\n")
+    (vocab / "verbs.txt").write_text("run\njump\n")
+    (vocab / "adjectives.txt").write_text("happy\nbig\n")
     out = tmp_path / "splits"
     cli("build", "--n", "40", "--model", str(tiny_model), "--out", str(out), "--parallel", "8", "--threads", "2",
-        "--max-tokens", "story=40", "--validation-fraction", "0.3", "--test-fraction", "0.3", "--max-attempts", "1",
-        "--quiet", *LENIENT, "--min-words", "1", "--skip-check", "truncated", "--skip-check", "dialogue")
+        "--vocab", str(vocab), "--max-tokens", "story=40", "--validation-fraction", "0.3", "--test-fraction", "0.3",
+        "--max-attempts", "1", "--quiet", *LENIENT, "--min-words", "1", "--skip-check", "truncated", "--skip-check", "dialogue")
     ds = load_dataset(str(out))
-    assert {"train", "validation", "test"} <= set(ds), set(ds)
+    assert {"train", "validation", "test"} <= set(ds) <= {"train", "validation", "test", "rejects"}, set(ds)
+    every = [(w["noun"], w["verb"], w["adjective"]) for s in ("train", "validation", "test") for w in ds[s]["words"]]
+    assert len(set(every)) < len(every)  # triples do repeat: the test could catch a leak
     triples = {s: {(w["noun"], w["verb"], w["adjective"]) for w in ds[s]["words"]} for s in ("train", "validation", "test")}
     assert not triples["train"] & triples["validation"] and not triples["train"] & triples["test"]
     assert not triples["validation"] & triples["test"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from corpusforge.catalog import catalog_path, default_model, find, load_catalog
+from corpusforge.catalog import catalog_path, default_model, display_name, find, load_catalog
 from corpusforge.cli import app
 from corpusforge.errors import ModelError
 from corpusforge.hub import pull_model, resolve_model
@@ -76,13 +76,24 @@ def test_a_catalog_entry_with_a_bad_field_fails_loading(tmp_path, edit, needle):
 
 
 def test_models_command_prints_the_catalog_as_a_table():
-    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "160"})
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     for m in load_catalog():
         line = next(line for line in result.output.splitlines() if m.name in line)
         for cell in (m.params, m.quant, m.license):
             assert cell in line
+        assert m.spec in result.output  # where the file comes from
     assert "smollm2-360m *" in result.output and "1.06 GB" in result.output and "105 MB" in result.output
+
+
+def test_one_model_keeps_one_name_however_it_is_written(tmp_path):
+    # Pure: the name rows and the manifest record; a resume must not be refused for the spelling.
+    m = find("smollm2-360m")
+    cached = tmp_path / m.file
+    assert display_name("SmolLM2-360M", cached) == "smollm2-360m"
+    assert display_name(m.spec, cached) == "smollm2-360m"
+    assert display_name("hf://someone/other-GGUF/model-Q4_K_M.gguf", tmp_path / "model-Q4_K_M.gguf") == "model-Q4_K_M.gguf"
+    assert display_name(str(tmp_path / "m.gguf"), tmp_path / "m.gguf") == "m.gguf"
 
 
 def test_resolve_keeps_the_gguf_magic_check_and_refuses_unknown_names(tmp_path):

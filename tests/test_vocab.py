@@ -488,6 +488,7 @@ def test_reserved_names_are_every_column_and_plan_variable():
         "judged_features", "judge_answers", "reject_reason", "has_dialogue", "once_upon_a_time", "word_count",
         "sentence_count", "paragraph_count", "flesch_reading_ease", "flesch_kincaid_grade", "dale_chall",
         "prompt_tokens", "completion_tokens", "generation", "corpusforge_version", "template_sha256",
+        "feature", "pair",  # the kinds of the per-shard statistics keys (feature:X, pair:A+B)
     }
 
 
@@ -522,7 +523,7 @@ def test_axis_name_that_is_not_a_lowercase_identifier_error_names_its_line(vocab
     assert f"{file}:{line_in(text, '^name = ', 0)}:" in err.message and "not a lowercase identifier" in err.message
 
 
-@pytest.mark.parametrize("name", ["story", "model", "split", "features", "axis_phrases", "once_upon_a_time"])
+@pytest.mark.parametrize("name", ["story", "model", "split", "features", "axis_phrases", "once_upon_a_time", "feature", "pair"])
 def test_reserved_axis_name_is_an_error_naming_its_line(vocab_copy, name):
     """An axis is a column and a template variable, so it must not shadow one the story already has."""
     text = AXES.replace('name = "season"', f'name = "{name}"')
