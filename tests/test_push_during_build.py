@@ -54,3 +54,35 @@ def test_a_build_whose_uploads_fail_keeps_building_and_reports_what_is_unsent(ti
     unsent = set(summary.push.unsent)
     assert {p for p in local_files(out) if p.endswith(".parquet")} <= unsent and "README.md" in unsent
     assert f"corpusforge push {out} {REPO}" in str(summary.push)
+
+
+def test_with_two_workers_the_driver_uploads_every_shard_once(tiny_model, tmp_path, monkeypatch):
+    # Workers only journal; the driver seals and uploads, so the stand-in is never pickled.
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    out = tmp_path / "workers"
+    hub = RecordingHub()
+    c = config(tiny_model, out)
+    c.workers, c.n_threads = 2, 1
+    summary = build(c, hub_client=hub, hub_options=FAST)
+    assert summary.done == 9 and summary.push.unsent == []
+    shards = [path for commit in hub.commits for kind, path in commit if kind == "add" and path.endswith(".parquet")]
+    assert len(shards) == len(set(shards)) == 3
+    assert set(hub.files) == local_files(out)
+
+
+def test_a_rerun_uploads_only_what_the_repo_lacks(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    out = tmp_path / "rerun"
+    build(config(tiny_model, out), hub_client=RecordingHub(fail_times=10**6), hub_options=FAST)  # nothing reached the Hub
+    hub = RecordingHub()
+    summary = build(config(tiny_model, out), hub_client=hub, hub_options=FAST)  # finished: generates nothing, sends all
+    assert summary.kept + summary.rejected == 0 and summary.push.unsent == []
+    assert set(hub.files) == local_files(out)
+    sent_before = len(hub.commits)
+    again = build(config(tiny_model, out), hub_client=hub, hub_options=FAST)
+    assert again.push.unsent == []
+    # No shard goes up twice. The small files (card, manifest, stats, plots) are rewritten at the
+    # end of every run and the listing gives sizes only, so a rerun sends them once more.
+    resent = [path for commit in hub.commits[sent_before:] for kind, path in commit if kind == "add"]
+    assert not [p for p in resent if p.endswith(".parquet")], resent
+    assert len(hub.commits) <= sent_before + 1
