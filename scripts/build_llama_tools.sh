@@ -13,7 +13,7 @@ src="$scratch/llama_cpp_python-$VERSION"
 mkdir -p "$scratch"
 if [[ ! -d "$src/vendor/llama.cpp" ]]; then
   [[ -f "$scratch/llama_cpp_python-$VERSION.tar.gz" ]] ||
-    "$PY" -m pip download --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$scratch" -q
+    "$PY" -m pip download --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d "$scratch" -q
   tar -xzf "$scratch/llama_cpp_python-$VERSION.tar.gz" -C "$scratch"
 fi
 # The server needs neither HTTPS (it only listens on 127.0.0.1 here) nor the web UI (whose
