@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Print the CMake flags that build llama.cpp safely for this CPU (used by install.sh and
-# build_batched_bench.sh so both builds match).
+# build_llama_tools.sh so both builds match).
 #
 # On CPUs with AMX, llama.cpp's default -march=native build turns on ggml's AMX matmul, which
 # dies with SIGILL on quantized models (llama.cpp #20824, #28756). There we switch native off
