@@ -222,6 +222,12 @@ def make_sinks(p: Prepared, hub_client=None, hub_options: dict | None = None) ->
     return [sink]
 
 
+# How long the end of a build waits for the sinks' last work (the Hub upload): a Hub that hangs
+# must not hold a finished build for ever; what is unsent is reported, and a rerun or
+# `corpusforge push` sends it. (`push` itself waits as long as the upload takes.)
+SINK_FINISH_TIMEOUT = 3600.0
+
+
 class CardSink:
     """Refreshes README.md from the merged shard statistics (small files, never the parquet)."""
 
@@ -288,7 +294,7 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
         # Whatever ended the run, the sinks send what they can (the card, stats and plots
         # included) and say what is still unsent; a rerun resumes the rest.
         for sink in sinks:
-            report = sink.finish()
+            report = sink.finish(timeout=SINK_FINISH_TIMEOUT)
             if summary is not None:
                 summary.push = report
             if reporter and report is not None:

@@ -327,12 +327,8 @@ class HubSink:
     """
 
     def __init__(self, out: Path, repo_id: str, *, private: bool = False, client=None, manifest: dict | None = None,
-                 retries: int = 4, backoff: float = 2.0, max_backoff: float = 120.0, min_interval: float = 30.0,
-                 finish_timeout: float | None = 3600.0):
+                 retries: int = 4, backoff: float = 2.0, max_backoff: float = 120.0, min_interval: float = 30.0):
         self.out, self.repo_id, self.private = Path(out), repo_id, private
-        # How long the end of a build waits for the last uploads: a Hub that hangs must not
-        # hold a finished build forever (a rerun or `corpusforge push` sends what is left).
-        self.finish_timeout = finish_timeout
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         # Seals that arrive within min_interval of the last commit share the next one: the Hub
         # limits commits per repo per hour, and a tiny --shard-size must not hit that limit.
@@ -380,11 +376,9 @@ class HubSink:
         if self._thread is not None:
             self._queue.put([Path(f) for f in files])
 
-    def finish(self, timeout: float | None = -1.0) -> PushReport:
-        """Send what is still unsent (with retries), wait up to `timeout` s (default: the sink's
-        finish_timeout; None waits for ever), and report. Never raises for upload failures."""
-        if timeout is not None and timeout < 0:
-            timeout = self.finish_timeout
+    def finish(self, timeout: float | None = None) -> PushReport:
+        """Send what is still unsent (with retries), wait up to `timeout` s, and report. Never raises
+        for upload failures."""
         if self._thread is not None:
             self._finishing.set()
             self._queue.put(_STOP)

@@ -86,3 +86,22 @@ def test_a_rerun_uploads_only_what_the_repo_lacks(tiny_model, tmp_path, monkeypa
     resent = [path for commit in hub.commits[sent_before:] for kind, path in commit if kind == "add"]
     assert not [p for p in resent if p.endswith(".parquet")], resent
     assert len(hub.commits) <= sent_before + 1
+
+
+def test_a_hub_that_hangs_never_holds_a_finished_build(tiny_model, tmp_path, monkeypatch):
+    # The stand-in's commit never returns; the build's wait for its sinks is bounded.
+    import threading
+
+    import corpusforge.build
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.setattr(corpusforge.build, "SINK_FINISH_TIMEOUT", 0.5)
+    out = tmp_path / "hung"
+    gate = threading.Event()
+    try:
+        summary = build(config(tiny_model, out), hub_client=RecordingHub(block=gate), hub_options=FAST)
+        assert summary.done == 9
+        assert {p for p in local_files(out) if p.endswith(".parquet")} <= set(summary.push.unsent)
+        assert f"corpusforge push {out} {REPO}" in str(summary.push)
+    finally:
+        gate.set()
