@@ -1,5 +1,6 @@
-"""Hugging Face Hub, both ways: models in (a path, hf://owner/repo/file.gguf or a catalog name),
-corpora out (`push` after a build, `HubSink` shard by shard while a build runs).
+"""Hugging Face Hub, corpora out: `push` after a build, `HubSink` shard by shard while a build runs.
+
+(Models in, from the Hub or the package registry, is models.py.)
 
 `HubClient` is the only place `HfApi` is called, so tests can pass a recording stand-in.
 Every Hub failure becomes a one-line CorpusforgeError naming the fix; the token never appears in one.
@@ -14,10 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CorpusforgeError, ModelError
+from .errors import CorpusforgeError
 from .shards import MANIFEST, STATE_DIR
 
-HF_PREFIX = "hf://"
 REPO_TYPE = "dataset"
 # The Hub advises fewer than 100 files per commit; bigger pushes are split.
 MAX_FILES_PER_COMMIT = 100
@@ -26,84 +26,6 @@ CARD_FILES = ("README.md", MANIFEST, "stats.json")
 PLOTS_DIR = "plots"
 _SHARD = re.compile(r"^(data|rejects)/[a-z]+-\d{5}-of-\d{5}\.parquet$")
 _OURS = re.compile(r"^(README\.md|corpusforge\.json|stats\.json|\.gitattributes|plots/[^/]+\.png)$")
-_TINY = "`corpusforge tiny-model m.gguf` makes a test model"
-
-
-# ----- models in ---------------------------------------------------------------------------
-
-
-def parse_hf(spec: str) -> tuple[str, str, str | None]:
-    """`hf://owner/repo[@rev]/path/file.gguf` -> (repo_id, filename, revision)."""
-    parts = spec[len(HF_PREFIX):].split("/", 2)
-    if len(parts) < 3 or not all(parts):
-        raise ModelError(f"bad model address {spec!r}", "write it as hf://owner/repo/file.gguf")
-    owner, repo, filename = parts
-    repo, _, revision = repo.partition("@")
-    return f"{owner}/{repo}", filename, revision or None
-
-
-def resolve_model(spec: str | None) -> Path:
-    """A local GGUF for `spec`: a path, hf://owner/repo/file.gguf, or a catalog name.
-
-    None means the catalog's default model. Downloads go to the Hugging Face cache, once."""
-    from .catalog import default_model, find
-
-    if spec is None or not spec.strip():
-        m = default_model()
-        path = _download(m.repo, m.file, None, f"the default model {m.name} ({m.spec})")
-    elif spec.startswith(HF_PREFIX):
-        path = _download(*parse_hf(spec), spec)
-    else:
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            m = find(spec) if "/" not in spec and not spec.endswith(".gguf") else None
-            if m is None:
-                raise ModelError(
-                    f"model {spec!r} is neither a file nor a catalog name",
-                    f"pass a .gguf path, hf://owner/repo/file.gguf or a name from `corpusforge models` ({_TINY})",
-                )
-            path = _download(m.repo, m.file, None, f"{m.name} ({m.spec})")
-    with open(path, "rb") as f:
-        if f.read(4) != b"GGUF":
-            raise ModelError(f"{path} is not a GGUF file", "pass a .gguf model (convert others with llama.cpp's convert_hf_to_gguf.py)")
-    return path
-
-
-def pull_model(name: str) -> Path:
-    """Download a catalog model (or an hf:// address) into the Hugging Face cache; its local path."""
-    from .catalog import find, load_catalog
-
-    if not name.startswith(HF_PREFIX) and find(name) is None:
-        names = ", ".join(m.name for m in load_catalog())
-        raise ModelError(f"no catalog model named {name!r}", f"use one of {names}, or hf://owner/repo/file.gguf")
-    return resolve_model(name)
-
-
-def _download(repo_id: str, filename: str, revision: str | None, what: str) -> Path:
-    from huggingface_hub import errors as hf_errors
-    from huggingface_hub import hf_hub_download
-
-    from huggingface_hub.utils import logging as hf_logging
-
-    local = f"pass --model /path/to/model.gguf, or {_TINY}"
-    # Without a network huggingface_hub logs a warning before it raises; the one-line error
-    # below says the same with the fix, so its warnings are silenced here.
-    hf_logging.set_verbosity_error()
-    try:
-        # progress bars come from huggingface_hub itself (tqdm on stderr)
-        return Path(hf_hub_download(repo_id, filename, revision=revision))
-    except hf_errors.LocalEntryNotFoundError:
-        # Offline (HF_HUB_OFFLINE, or no network) and not cached. It subclasses
-        # EntryNotFoundError, so it must be caught first.
-        raise ModelError(f"cannot download {what}: the Hub is offline or unreachable and it is not in the Hugging Face cache", local) from None
-    except hf_errors.OfflineModeIsEnabled:
-        raise ModelError(f"cannot download {what}: HF_HUB_OFFLINE is set and it is not in the Hugging Face cache", local) from None
-    except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError) as e:
-        raise ModelError(f"{what}: no such repository or revision ({type(e).__name__})", "check owner/repo (private repos need HF_TOKEN)") from None
-    except hf_errors.EntryNotFoundError:
-        raise ModelError(f"{what}: no file {filename!r} in {repo_id}", "check the file name on the repo's Files page") from None
-    except Exception as e:  # network failures come as httpx/OS errors of many kinds
-        raise ModelError(f"cannot download {what}: {type(e).__name__}: {_first_line(e)}", local) from None
 
 
 # ----- the seam --------------------------------------------------------------------------
