@@ -1,5 +1,6 @@
 """Load and validate the sampling space a corpus is drawn from: word lists, features and axes.
-A vocab folder holds nouns.txt, verbs.txt, adjectives.txt, features.toml and (optional) axes.toml.
+A vocab folder holds nouns.txt, verbs.txt, adjectives.txt, features.toml and (optional) axes.toml
+and unfit.txt.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ FEATURE_NAMES: tuple[str, ...] = ("Dialogue", "BadEnding", "MoralValue", "Twist"
 LIST_FILES: tuple[str, ...] = ("nouns", "verbs", "adjectives")
 FEATURES_FILE = "features.toml"
 AXES_FILE = "axes.toml"
+UNFIT_FILE = "unfit.txt"
 # An axis name becomes a dataset column and a template variable, so it must not shadow either:
 # the row's own columns (schema.py), the plan's template variables (sampler.template_variables)
 # and the built-in recipes' stage names (summary, key_sentence, story).
@@ -41,6 +43,7 @@ RESERVED_NAMES: frozenset[str] = frozenset({
     "feature", "pair",
 })
 _WORD = re.compile(r"[a-z]+")
+_PHRASE = re.compile(r"[a-z]+(?: [a-z]+)*")
 _FEATURE_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # Lowercase: axis names are parquet columns and value labels are ClassLabel names, both read in code.
 _AXIS_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -90,6 +93,7 @@ class Vocab:
     features: tuple[Feature, ...]
     axes: tuple[Axis, ...]
     source: str
+    unfit_words: tuple[str, ...] = ()  # words and phrases the `unfit` check rejects (unfit.txt)
 
     @property
     def feature_names(self) -> list[str]:
@@ -107,6 +111,8 @@ class Vocab:
             "adjectives": self.adjectives,
             "features": [[f.label, f.phrase, f.probability, f.judge] for f in self.features],
             "axes": [[a.name, [[v.label, v.phrase, v.weight] for v in a.values]] for a in self.axes],
+            # Sorted: the unfit check matches any entry, so only the set decides which stories are kept.
+            "unfit": sorted(self.unfit_words),
         }
         blob = json.dumps(content, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -133,8 +139,20 @@ def load_vocab(path: str | os.PathLike | None = None) -> Vocab:
     axes_file = folder / AXES_FILE
     # No axes.toml means no axes: a folder from before axes existed still loads unchanged.
     axes = _read_axes(axes_file) if axes_file.exists() else ()
+    # No unfit.txt falls back to the shipped list, not to no check: a folder copied before the
+    # list existed, or written by hand, should not start keeping stories with knives and blood.
+    # An unfit.txt of only comments is how a folder turns the check off.
+    unfit_file = folder / UNFIT_FILE
+    if not unfit_file.exists():
+        unfit_file = default_vocab_dir() / UNFIT_FILE
+    unfit = _read_phrases(unfit_file) if unfit_file.exists() else ()
+    for name in LIST_FILES:
+        # A story must use its sampled word, so a listed word would reject every story drawing it.
+        if clash := next(iter(sorted(set(unfit) & set(lists[name]))), None):
+            raise VocabError(f"{unfit_file}: {clash!r} is also in {name}.txt, so every story asked to use it would be rejected",
+                             f"delete {clash!r} from {name}.txt, or from a copy of {UNFIT_FILE} in the vocab folder")
     return Vocab(**lists, features=_read_features(folder / FEATURES_FILE), axes=axes,
-                 source=os.path.abspath(folder))
+                 source=os.path.abspath(folder), unfit_words=unfit)
 
 
 def _read_text(file: pathlib.Path, what: str) -> str:
@@ -171,6 +189,26 @@ def _read_words(file: pathlib.Path) -> tuple[str, ...]:
     if not first_seen:
         raise VocabError(f"{file}: word list is empty (only comments or blank lines)",
                          "add at least one word, one per line")
+    return tuple(first_seen)
+
+
+def _read_phrases(file: pathlib.Path) -> tuple[str, ...]:
+    """Parse unfit.txt: one lowercase word or phrase per line, `#` comments; may be empty."""
+    first_seen: dict[str, int] = {}
+    for lineno, raw in enumerate(_read_text(file, "unfit word list").splitlines(), start=1):
+        phrase = " ".join(raw.split("#", 1)[0].split())
+        if not phrase:
+            continue
+        where = f"{file}:{lineno}"
+        if not _PHRASE.fullmatch(phrase):
+            if _PHRASE.fullmatch(phrase.lower()):
+                raise VocabError(f"{where}: {phrase!r} has uppercase letters", f"use lowercase: {phrase.lower()!r}")
+            raise VocabError(f"{where}: {phrase!r} is not a word or phrase",
+                             "use only the letters a-z, with spaces between the words of a phrase")
+        if phrase in first_seen:
+            raise VocabError(f"{where}: duplicate entry {phrase!r} (first on line {first_seen[phrase]})",
+                             f"delete line {lineno} or line {first_seen[phrase]}")
+        first_seen[phrase] = lineno
     return tuple(first_seen)
 
 

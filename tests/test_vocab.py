@@ -4,6 +4,7 @@ features.toml: loading is pure file parsing, so no model and no llama.cpp are ne
 """
 from __future__ import annotations
 
+import pickle
 import re
 import shutil
 import textwrap
@@ -211,6 +212,87 @@ def test_fingerprint_ignores_an_axis_description(vocab_copy):
     before = load_vocab(vocab_copy).fingerprint()
     edit(vocab_copy / "axes.toml", 'description = "where the story happens"', 'description = "the place"')
     assert load_vocab(vocab_copy).fingerprint() == before
+
+
+# --- unfit.txt ------------------------------------------------------------------------
+
+def test_default_unfit_list_loads_words_and_phrases_without_comments():
+    unfit = load_vocab().unfit_words
+    assert {"knife", "knives", "blood", "kill", "gun", "dead body"} <= set(unfit)
+    assert all(re.fullmatch(r"[a-z]+( [a-z]+)*", w) for w in unfit) and len(set(unfit)) == len(unfit)
+
+
+def test_no_default_vocab_word_is_caught_by_the_unfit_check():
+    """A story must use its sampled word: an unfit one would reject every story that draws it."""
+    from corpusforge.checks import _forms, unfit  # _forms: every inflection lemminflect knows
+
+    vocab = load_vocab()
+    for upos, words in (("NOUN", vocab.nouns), ("VERB", vocab.verbs), ("ADJ", vocab.adjectives)):
+        for word in words:
+            for form in _forms(word, upos):
+                assert unfit(f"Tom saw the {form}.", vocab.unfit_words) is None, form
+
+
+def test_a_folder_without_unfit_txt_uses_the_shipped_list(vocab_copy):
+    (vocab_copy / "unfit.txt").unlink()
+    assert load_vocab(vocab_copy).unfit_words == load_vocab().unfit_words
+    assert load_vocab(vocab_copy).fingerprint() == load_vocab().fingerprint()
+
+
+def test_an_unfit_txt_of_only_comments_turns_the_check_off(vocab_copy):
+    (vocab_copy / "unfit.txt").write_text("# nothing is unfit here\n\n")
+    assert load_vocab(vocab_copy).unfit_words == ()
+
+
+def test_unfit_phrases_keep_one_space_between_words_and_drop_comments(vocab_copy):
+    (vocab_copy / "unfit.txt").write_text("  big   spider  # scary\nogre\n")
+    assert load_vocab(vocab_copy).unfit_words == ("big spider", "ogre")
+
+
+def test_fingerprint_changes_when_an_unfit_word_is_added(vocab_copy):
+    before = load_vocab(vocab_copy).fingerprint()
+    unfit = vocab_copy / "unfit.txt"
+    unfit.write_text(unfit.read_text() + "ogre\n")
+    assert load_vocab(vocab_copy).fingerprint() != before
+
+
+def test_fingerprint_ignores_the_order_and_comments_of_unfit_words(vocab_copy):
+    """Any listed word rejects a story, so only the set of words decides what is kept."""
+    before = load_vocab(vocab_copy).fingerprint()
+    unfit = vocab_copy / "unfit.txt"
+    words = load_vocab(vocab_copy).unfit_words
+    unfit.write_text("# reordered\n" + "\n".join(reversed(words)) + "\n")
+    assert load_vocab(vocab_copy).fingerprint() == before
+
+
+@pytest.mark.parametrize("line, what", [
+    ("Knife", "has uppercase letters"), ("ice-pick", "is not a word or phrase"), ("gun2", "is not a word or phrase"),
+])
+def test_bad_unfit_entry_error_names_its_line(vocab_copy, line, what):
+    unfit = vocab_copy / "unfit.txt"
+    unfit.write_text("# header\nblood\n" + line + "\n")
+    err = load_error(vocab_copy)
+    assert f"{unfit}:3:" in err.message and what in err.message
+
+
+def test_duplicate_unfit_entry_error_names_both_lines(vocab_copy):
+    unfit = vocab_copy / "unfit.txt"
+    unfit.write_text("blood\ngun\nblood\n")
+    err = load_error(vocab_copy)
+    assert f"{unfit}:3:" in err.message and "first on line 1" in err.message
+
+
+def test_an_unfit_word_that_is_also_a_vocab_word_is_an_error(vocab_copy):
+    unfit = vocab_copy / "unfit.txt"
+    unfit.write_text(unfit.read_text() + "dog\n")
+    err = load_error(vocab_copy)
+    assert "'dog' is also in nouns.txt" in err.message and "delete 'dog'" in err.hint
+
+
+def test_vocab_with_unfit_words_survives_pickling_for_worker_processes():
+    vocab = load_vocab()
+    again = pickle.loads(pickle.dumps(vocab))
+    assert again == vocab and again.unfit_words == vocab.unfit_words and again.fingerprint() == vocab.fingerprint()
 
 
 # --- folder and word-list errors ------------------------------------------------------
