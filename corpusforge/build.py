@@ -7,7 +7,6 @@ sealed files to the sinks (the card, the Hub upload).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -17,9 +16,10 @@ from pathlib import Path
 
 from . import __version__
 from .card import write_card
+from .chain import steering_settings
 from .config import BuildConfig, diff, parse_model_spec
 from .errors import CorpusforgeError, OutputError, RecipeError
-from .hub import resolve_model
+from .models import display_name, require_writer, resolve_model, sha256_file
 from .judge import load_judge
 from .recipes import load_recipe
 from .runners import Event, ModelRef, Prepared, ShardDone, make_runner
@@ -51,6 +51,7 @@ class Summary:
     judge_tokens: int = 0
     seconds: float = 0.0
     reasons: Counter = field(default_factory=Counter)
+    retried: Counter = field(default_factory=Counter)  # reason codes of attempts that were retried
     models: dict[str, ModelSummary] = field(default_factory=dict)
     moved_duplicates: int = 0  # kept stories the driver sent to rejects (cross-shard duplicates)
     frequencies: dict = field(default_factory=dict)  # planned vs kept, from the sealed shards
@@ -69,6 +70,7 @@ class Summary:
             m.rejected += 1
             m.reasons[code] += 1
         m.attempts += 1 + len(e.failed)
+        self.retried.update(e.failed)
         m.duplicates += e.failed.count("duplicate") + (e.reason or "").startswith("duplicate")
         self.generated_tokens += e.completion_tokens
         self.prompt_tokens_evaluated += e.prompt_tokens - e.prompt_tokens_reused
@@ -99,22 +101,13 @@ class Interrupted(CorpusforgeError):
     """Ctrl-C: the journal is flushed and the build can be resumed."""
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_ref(spec: str | None, weight: float = 1.0) -> ModelRef:
     """Resolve a model spec (path, catalog name, hf://; None = the catalog default) to a local file with its sha256."""
     if spec is None:
         from .catalog import default_model
 
         spec = default_model().name
-    from .catalog import display_name
-
+    require_writer(spec)  # before any download: a reader model only scores text
     path = resolve_model(spec)
     return ModelRef(spec, display_name(spec, path), path, sha256_file(path), weight)
 
@@ -145,6 +138,7 @@ def prepare(config: BuildConfig) -> Prepared:
         recipe_sha=recipe.fingerprint,
         models=[{"name": m.name, "sha256": m.sha256, "weight": m.weight} for m in models],
         max_tokens=max_tokens,
+        steering=steering_settings(recipe, config.steer_off),
         judge=None if judge is None else {
             "policy": judge.policy, "templates_sha256": judge.fingerprint, "features": list(judge.labels),
             "model": None if judge_model is None else {"name": judge_model.name, "sha256": judge_model.sha256}},

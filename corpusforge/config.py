@@ -51,6 +51,7 @@ class BuildConfig:
     min_words: int = 40
     max_words: int = 600
     skip_checks: tuple[str, ...] = ()
+    steer_off: tuple[str, ...] = ()  # --no-steer: steering levers switched off (chain.STEER_LEVERS, or "all")
     safe_cpu: bool = False
     overwrite: bool = False
     workers: int = 1
@@ -113,6 +114,10 @@ class BuildConfig:
         need(0 <= self.min_words <= self.max_words, "--min-words/--max-words", "need 0 <= min <= max")
         for flag, rule in self.sampling.problems():
             need(False, flag, rule)
+        from .chain import STEER_LEVERS
+
+        bad = sorted(set(self.steer_off) - set(STEER_LEVERS) - {"all"})
+        need(not bad, "--no-steer", f"got unknown {', '.join(bad)}; valid: {', '.join(STEER_LEVERS)}, all")
         unknown = sorted(set(self.skip_checks) - set(CHECKS))
         need(not unknown, "--skip-check", f"got unknown {', '.join(unknown)}; valid: {', '.join(CHECKS)}")
         for stage, tokens in self.max_tokens.items():
@@ -127,7 +132,7 @@ class BuildConfig:
         return self.n_threads or max(1, (os.cpu_count() or 1) // self.workers)
 
     def fingerprint(self, *, vocab_sha: str, recipe_name: str, recipe_sha: str, models: list[dict], max_tokens: dict,
-                    judge: dict | None) -> dict:
+                    judge: dict | None, steering: dict | None = None) -> dict:
         """What a resume must agree on.
 
         --parallel is pinned: it decides which stories share a batch, and batched float math
@@ -150,6 +155,7 @@ class BuildConfig:
             "dedup": {"threshold": self.dedup_threshold, "shingle": self.shingle_size} if self.dedup else None,
             "judge": judge,
             "checks": {"min_words": self.min_words, "max_words": self.max_words, "skip": sorted(self.skip_checks)},
+            "steering": steering,
         }
 
     def with_(self, **changes) -> BuildConfig:

@@ -17,6 +17,8 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .engine.base import SamplingParams
+from .engine.steer import SteerConfig
 from .errors import RecipeError
 
 if sys.version_info >= (3, 11):
@@ -40,6 +42,8 @@ class Stage:
     source: str
     parse: str
     max_tokens: int
+    steer: SteerConfig | None = None  # [stages.steer]: per-token steering (engine/steer.py)
+    sampling: tuple[tuple[str, object], ...] = ()  # [stages.sampling]: overrides of the build's sampler settings
 
     def render(self, variables: dict) -> str:
         """The user message for this stage."""
@@ -62,6 +66,8 @@ class Recipe:
     # True: the stages are turns of one chat (each prompt = the conversation so far + this
     # stage's message); False: each stage is a prompt of its own.
     conversation: bool = False
+    system: str = ""  # a system message before every prompt ("" : the model's own default)
+    examples: tuple[tuple[str, str], ...] = ()  # (role, content) chat turns before every story
 
     def stage_index(self, name: str) -> int | None:
         return next((i for i, s in enumerate(self.stages) if s.name == name), None)
@@ -104,6 +110,29 @@ def _environment(folder: Path) -> ImmutableSandboxedEnvironment:
     )
 
 
+def _table(raw: dict, key: str, record, where: str) -> dict | None:
+    """A stage's optional sub-table, its keys and value types checked against `record`'s fields."""
+    table = raw.get(key)
+    if table is None:
+        return None
+    defaults = record()
+    known = {f: getattr(defaults, f) for f in record.__dataclass_fields__}
+    if not isinstance(table, dict):
+        raise RecipeError(f"{where}: {key} must be a table", f"write [stages.{key}] with key = value lines")
+    for k, v in table.items():
+        if k not in known:
+            raise RecipeError(f"{where}: unknown {key} setting {k!r}", f"use {', '.join(known)}")
+        want = type(known[k])
+        ok = isinstance(v, want) and not (want is not bool and isinstance(v, bool)) or (want is float and isinstance(v, int) and not isinstance(v, bool))
+        if not ok:
+            raise RecipeError(f"{where}: {key}.{k} must be {want.__name__}, got {v!r}", f"e.g. {k} = {known[k]!r}".replace("True", "true").replace("False", "false"))
+    if record is SamplingParams:
+        bad = SamplingParams(**{**known, **table}).problems()
+        if bad:
+            raise RecipeError(f"{where}: sampling {bad[0][0].lstrip('-')} {bad[0][1]}", "fix the value")
+    return {k: float(v) if type(known[k]) is float else v for k, v in table.items()}
+
+
 def load_recipe(name_or_path: str, axis_names: Iterable[str] = ()) -> Recipe:
     """Load and validate a recipe: stages, parsers, budgets and template variables.
 
@@ -122,6 +151,10 @@ def load_recipe(name_or_path: str, axis_names: Iterable[str] = ()) -> Recipe:
         raise RecipeError(f"{toml_path}: conversation must be true or false", "e.g. conversation = true")
     env = _environment(folder)
     digest = hashlib.sha256(toml_path.read_bytes())
+    system = data.get("system", "")
+    if not isinstance(system, str):
+        raise RecipeError(f"{toml_path}: system must be a string", 'e.g. system = "You write short stories."')
+    examples = _examples(folder, data.get("examples"), toml_path, digest)
     stages: list[Stage] = []
     known = set(PLAN_VARIABLES) | set(axis_names)
     for i, raw in enumerate(raw_stages, 1):
@@ -152,7 +185,10 @@ def load_recipe(name_or_path: str, axis_names: Iterable[str] = ()) -> Recipe:
                 f"{tpath}: unknown variable {', '.join(unknown)}",
                 f"templates may use {', '.join(sorted(known))}",
             )
-        stages.append(Stage(name, str(folder), tfile, source, parse, max_tokens))
+        steer = _table(raw, "steer", SteerConfig, where)
+        sampling = _table(raw, "sampling", SamplingParams, where)
+        stages.append(Stage(name, str(folder), tfile, source, parse, max_tokens,
+                            SteerConfig(**steer) if steer is not None else None, tuple(sorted((sampling or {}).items()))))
         known.add(name)
     return Recipe(
         name=str(data.get("name", folder.name)),
@@ -161,4 +197,31 @@ def load_recipe(name_or_path: str, axis_names: Iterable[str] = ()) -> Recipe:
         stages=tuple(stages),
         fingerprint=digest.hexdigest(),
         conversation=conversation,
+        system=system.strip(),
+        examples=examples,
     )
+
+
+def _examples(folder: Path, name, toml_path: Path, digest) -> tuple[tuple[str, str], ...]:
+    """The recipe's example turns ([[turn]] role/content in a TOML file), alternating user/assistant."""
+    if name is None:
+        return ()
+    path = folder / str(name)
+    if not isinstance(name, str) or not path.is_file():
+        raise RecipeError(f"{toml_path}: examples file {name!r} not found in {folder}", "check the file name")
+    try:
+        turns = tomllib.loads(path.read_text(encoding="utf-8")).get("turn", [])
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{path}: not valid TOML: {e}", "fix the syntax") from None
+    digest.update(name.encode() + b"\0" + path.read_bytes())
+    out = []
+    for i, t in enumerate(turns, 1):
+        role, content = (t.get("role"), t.get("content")) if isinstance(t, dict) else (None, None)
+        want = "user" if i % 2 else "assistant"
+        if role != want or not isinstance(content, str) or not content.strip():
+            raise RecipeError(f"{path}: turn {i} must have role = {want!r} and a non-empty content",
+                              "write [[turn]] tables alternating user and assistant")
+        out.append((role, content.strip()))
+    if len(out) % 2:
+        raise RecipeError(f"{path}: the last turn must be the assistant's", "add its answer or drop the turn")
+    return tuple(out)

@@ -116,3 +116,75 @@ def test_a_stage_named_like_an_axis_is_refused(tmp_path):
     with pytest.raises(RecipeError) as info:
         load_recipe(str(folder), axis_names=("weather",))
     assert "'weather' is already used" in info.value.message
+
+
+# ----- steering, sampler overrides and example turns (recipe data, no model) ---------------
+
+def instruct_copy(tmp_path):
+    folder = tmp_path / "instruct"
+    shutil.copytree(builtin_dir() / "tinystories-instruct", folder)
+    return folder
+
+
+def test_the_default_recipe_steers_every_stage_and_runs_dry_on_the_story():
+    r = load_recipe("tinystories-instruct")
+    assert [s.steer is not None for s in r.stages] == [True, True, True]
+    story = r.stages[-1]
+    assert story.steer.words and story.steer.key_sentence and story.steer.cut
+    assert dict(story.sampling) == {"dry_multiplier": 0.8}
+    assert r.system and len(r.examples) % 2 == 0 and r.examples[0][0] == "user"
+
+
+@pytest.mark.parametrize("table, text, error", [
+    ("steer", "wrods = true", "unknown steer setting 'wrods'"),
+    ("steer", 'target_words = "many"', "steer.target_words must be int"),
+    ("steer", "words = 1", "steer.words must be bool"),
+    ("sampling", "dry_multiplier = -1.0", "sampling dry-multiplier must be 0 or more"),
+    ("sampling", "top_q = 0.5", "unknown sampling setting 'top_q'"),
+])
+def test_a_bad_steering_or_sampling_setting_is_refused_with_the_stage_named(tmp_path, table, text, error):
+    folder = copy_recipe(tmp_path, "Write a story.\n")
+    (folder / "recipe.toml").write_text(
+        f'name = "t"\n[[stages]]\nname = "story"\ntemplate = "story.j2"\nmax_tokens = 64\n[stages.{table}]\n{text}\n')
+    with pytest.raises(RecipeError) as info:
+        load_recipe(str(folder))
+    assert error in info.value.message and "stage 1" in info.value.message
+
+
+def test_example_turns_must_alternate_user_and_assistant(tmp_path):
+    folder = instruct_copy(tmp_path)
+    (folder / "examples.toml").write_text('[[turn]]\nrole = "assistant"\ncontent = "Hi."\n')
+    with pytest.raises(RecipeError) as info:
+        load_recipe(str(folder))
+    assert "turn 1 must have role = 'user'" in info.value.message
+
+
+def test_a_missing_examples_file_is_refused(tmp_path):
+    folder = instruct_copy(tmp_path)
+    (folder / "examples.toml").unlink()
+    with pytest.raises(RecipeError) as info:
+        load_recipe(str(folder))
+    assert "examples file 'examples.toml' not found" in info.value.message
+
+
+def test_editing_the_examples_changes_the_recipe_fingerprint(tmp_path):
+    folder = instruct_copy(tmp_path)
+    before = load_recipe(str(folder)).fingerprint
+    ex = folder / "examples.toml"
+    ex.write_text(ex.read_text().replace("red kite", "blue kite"))
+    assert load_recipe(str(folder)).fingerprint != before
+
+
+def test_the_system_line_and_examples_lead_every_prompt_and_are_shared_prefix(vocab):
+    """The chain on a fake engine (only its chat formatting is used): the examples are constant
+    text, so they fall inside the prefix every story of a stage shares."""
+    from fake_engine import FakeEngine
+
+    from corpusforge.chain import Chain
+
+    r = load_recipe("tinystories-instruct", axis_names(vocab))
+    chain = Chain(FakeEngine(lambda req: ""), r, vocab)
+    p = plan(vocab, 0, 5)
+    prompt = chain.prompt(p, 0, {})
+    assert prompt.index(r.system) < prompt.index(r.examples[-1][1]) < prompt.index(p.noun)
+    assert r.examples[-1][1] in chain.prefixes[0] and r.examples[-1][1] in chain.prefixes[2]

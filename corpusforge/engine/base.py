@@ -19,6 +19,12 @@ class SamplingParams:
     top_k: int = 40  # llama.cpp's default; 0 turns it off (slow on big vocabularies)
     repeat_penalty: float = 1.1
     repeat_last_n: int = 64
+    # llama.cpp's DRY sampler (repeated sequences are penalised more the longer they run);
+    # 0 turns it off. base and allowed_length are llama.cpp's defaults.
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_last_n: int = 512  # tokens looked back over (llama.cpp reads -1 as 0: off)
     ignore_eos: bool = False  # benchmarks only: every request runs to max_tokens
 
     def to_dict(self) -> dict:
@@ -34,6 +40,10 @@ class SamplingParams:
             (self.top_k >= 0, "--top-k", "must be 0 or more"),
             (self.repeat_penalty > 0, "--repeat-penalty", "must be above 0"),
             (self.repeat_last_n >= 0, "repeat_last_n", "must be 0 or more"),
+            (self.dry_multiplier >= 0, "--dry-multiplier", "must be 0 or more"),
+            (self.dry_base >= 1, "dry_base", "must be 1 or more"),
+            (self.dry_allowed_length >= 0, "dry_allowed_length", "must be 0 or more"),
+            (self.dry_last_n >= 1, "dry_last_n", "must be 1 or more"),
         ]
         return [(flag, rule) for ok, flag, rule in rules if not ok]
 
@@ -56,6 +66,8 @@ class Request:
     session: object = None
     # A GBNF grammar (root rule `root`) the answer must match, e.g. the judge's yes/no.
     grammar: str | None = None
+    # Per-token steering toward what the answer must hold (engine/steer.py); None: plain sampling.
+    steer: object = None
 
 
 @dataclass(slots=True)
@@ -69,6 +81,8 @@ class Result:
     prompt_tokens_reused: int = 0
     tokens: list[int] = field(default_factory=list)  # prompt + generated token ids
     logits: object = None  # numpy array [n_generated, n_vocab] when keep_logits was set
+    cut: str | None = None  # the steering ended this attempt early: the reason ("loop: ...")
+    forced_tokens: int = 0  # of completion_tokens, the ones steering inserted (the key sentence)
 
 
 @dataclass(slots=True)

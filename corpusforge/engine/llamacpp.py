@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .base import EngineStats, Request, Result, SamplingParams
+from .steer import Steering
 
 # Quantized weights are where the AMX matmul of a native build crashes; float ones are fine.
 _FLOAT_FTYPES = {0, 1, 32}  # LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_BF16
@@ -137,6 +138,9 @@ class _Slot:
     session: object = None  # whose conversation the KV holds (kept after the request ends)
     kv: list[int] = field(default_factory=list)  # tokens in the KV while parked for `session`
     parked: int = 0  # clock when parked: the least recently parked slot is evicted first
+    steering: Steering | None = None
+    forced: list[int] = field(default_factory=list)  # tokens steering inserts after next_token
+    n_forced: int = 0
 
 
 class LlamaEngine:
@@ -214,6 +218,8 @@ class LlamaEngine:
         self._eog: list[int] | None = None
         self._prefix_tokens: dict[str, list[int]] = {}
         self._grammars_ok: set[str] = set()
+        self._steer_cache: dict = {}
+        self._pieces: dict[int, str] = {}
         if n_ctx:
             try:
                 self.start(n_ctx)
@@ -427,7 +433,11 @@ class LlamaEngine:
         plan: list[tuple[_Slot, list[int]]] = []
         for s in active:  # slots are in seq-id order: llama.cpp batches consecutive seqs best
             if s.next_token is not None:
-                plan.append((s, [s.next_token]))
+                # Forced tokens (steering's key sentence) ride along as far as the batch has room.
+                extra = s.forced[: max(0, budget)]
+                budget -= len(extra)
+                del s.forced[: len(extra)]
+                plan.append((s, [s.next_token, *extra]))
             elif s.feed and budget > 0:
                 take = s.feed[:budget]
                 budget -= len(take)
@@ -438,7 +448,7 @@ class LlamaEngine:
             for j, t in enumerate(toks):
                 b.token[n], b.pos[n], b.n_seq_id[n] = t, s.pos + j, 1
                 b.seq_id[n][0] = s.seq
-                last = s.next_token is not None or (j == len(toks) - 1 and len(toks) == len(s.feed))
+                last = j == len(toks) - 1 and (s.next_token is not None or len(toks) == len(s.feed))
                 b.logits[n] = last
                 if last:
                     s.out_index = n
@@ -462,10 +472,13 @@ class LlamaEngine:
         for s, toks in plan:
             s.pos += len(toks)
             if s.next_token is not None:
-                s.generated.append(s.next_token)
+                s.generated += toks
                 s.next_token = None
-                self.stats.generated_tokens += 1
-                prof["gen_tokens"] += 1
+                self.stats.generated_tokens += len(toks)
+                prof["gen_tokens"] += len(toks)
+                if s.forced:  # the rest of a forced run goes in the next decode, nothing sampled
+                    s.next_token = s.forced.pop(0)
+                    continue
             else:
                 del s.feed[: len(toks)]
                 self.stats.prompt_tokens_evaluated += len(toks)
@@ -476,9 +489,27 @@ class LlamaEngine:
             ts = clock()
             if req.keep_logits:
                 s.logits.append(self._logits_row(s.out_index))
+            if s.steering is not None:
+                s.steering.adjust(np.ctypeslib.as_array(ll.llama_get_logits_ith(self.ctx, s.out_index), shape=(self.n_vocab,)))
             tok = ll.llama_sampler_sample(s.sampler, self.ctx, s.out_index)
             tf = clock()
             sample_s += tf - ts
+            if s.steering is not None:
+                is_eog = bool(ll.llama_vocab_is_eog(self.vocab, tok))
+                forced, cut, stop = s.steering.after(tok, self._piece(tok), is_eog)
+                if cut or stop:  # like an end-of-generation token: `tok` is dropped, never decoded
+                    finished.append(self._finish(s, truncated=False, cut=cut))
+                    finish_s += clock() - tf
+                    continue
+                if forced and len(s.generated) + len(forced) + 1 < req.max_tokens and s.pos + len(forced) + 1 < self.n_ctx_seq:
+                    for t in forced:  # penalties and DRY see the inserted text as written
+                        ll.llama_sampler_accept(s.sampler, t)
+                    s.n_forced += len(forced)
+                    if is_eog:  # the sentence goes where the model wanted to stop
+                        s.next_token, s.forced = forced[0], forced[1:]
+                    else:
+                        s.next_token, s.forced = tok, list(forced)
+                    continue
             if ll.llama_vocab_is_eog(self.vocab, tok):
                 finished.append(self._finish(s, truncated=False))
                 finish_s += clock() - tf
@@ -552,6 +583,9 @@ class LlamaEngine:
                 ll.llama_memory_seq_cp(self.mem, prefix.seq, slot.seq, -1, -1)
                 reused = copied = len(shared)
         slot.session, slot.kv = req.session, []
+        slot.steering = (Steering.compile(req.steer, self.tokenize, self.eog_tokens(), self._steer_cache)
+                         if req.steer is not None and req.steer.config.any() else None)
+        slot.forced, slot.n_forced = [], 0
         slot.request, slot.sampler = req, self._sampler(req)
         slot.feed, slot.pos, slot.prompt_tokens, slot.reused = tokens[reused:], reused, len(tokens), reused
         slot.generated, slot.next_token, slot.prompt, slot.logits = [], None, tokens, []
@@ -668,6 +702,12 @@ class LlamaEngine:
             add(ll.llama_sampler_init_top_k(p.top_k))
         if p.repeat_penalty != 1.0:
             add(ll.llama_sampler_init_penalties(self.n_vocab, p.repeat_last_n, p.repeat_penalty, 0.0, 0.0))
+        if p.dry_multiplier > 0:
+            # llama.cpp's default sequence breakers: a repeat never spans a line, quote or colon.
+            breakers = [b"\n", b":", b'"', b"*"]
+            arr = (ctypes.c_char_p * len(breakers))(*breakers)
+            add(ll.llama_sampler_init_dry(self.vocab, p.dry_multiplier, p.dry_base, p.dry_allowed_length,
+                                          p.dry_last_n, arr, len(breakers)))
         if p.temperature <= 0:
             add(ll.llama_sampler_init_greedy())
             return chain
@@ -677,11 +717,21 @@ class LlamaEngine:
         add(ll.llama_sampler_init_dist(req.seed & 0xFFFFFFFF))
         return chain
 
-    def _finish(self, slot: _Slot, truncated: bool) -> Result:
+    def _piece(self, token: int) -> str:
+        """The text of one token as it follows others (cached: steering reads every one)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(64)
+            n = _lib().llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            piece = self._pieces[token] = buf.raw[: max(0, n)].decode("utf-8", errors="replace")
+        return piece
+
+    def _finish(self, slot: _Slot, truncated: bool, cut: str | None = None) -> Result:
         ll = _lib()
         req = slot.request
         res = Result(req, self.detokenize(slot.generated), len(slot.generated), slot.prompt_tokens, truncated, None, slot.reused,
-                     tokens=slot.prompt + slot.generated, logits=np.stack(slot.logits) if slot.logits else None)
+                     tokens=slot.prompt + slot.generated, logits=np.stack(slot.logits) if slot.logits else None,
+                     cut=cut, forced_tokens=slot.n_forced)
         ll.llama_sampler_free(slot.sampler)
         if req.session is not None:  # park: the session's next turn continues this KV
             decoded = slot.generated[:-1] if truncated else slot.generated  # the last sampled token of a cut-off answer was never decoded
@@ -691,6 +741,7 @@ class LlamaEngine:
         else:
             self._clear(slot)
         slot.request, slot.sampler, slot.feed, slot.generated, slot.next_token = None, None, [], [], None
+        slot.steering, slot.forced = None, []
         self.stats.requests_finished += 1
         return res
 

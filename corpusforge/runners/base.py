@@ -115,7 +115,11 @@ def make_row(p: Prepared, o: Outcome) -> dict:
         "attempt": o.attempt,
         "prompt_tokens": o.prompt_tokens,
         "completion_tokens": o.completion_tokens,
-        "generation": generation_json({**p.config.sampling.to_dict(), "max_tokens": p.max_tokens}),
+        # How this row was made: the settings in force, and what steering did to this story
+        # (the reasons of the attempts it retried, tokens it inserted into the kept one).
+        "generation": generation_json({**p.config.sampling.to_dict(), "max_tokens": p.max_tokens,
+                                       "steering": p.manifest["fingerprint"]["steering"],
+                                       "retried": list(o.failed), "forced_tokens": o.forced_tokens}),
         "corpusforge_version": __version__,
     }
 
@@ -164,7 +168,7 @@ def context_needed(engine, p: Prepared, *, generates: bool = True, judges: bool 
 
 def make_chain(engine, p: Prepared, *, judge_engine=None, dedup=None) -> Chain:
     c = p.config
-    check_list = checks.text_checks(checks.Limits(c.min_words, c.max_words), c.skip_checks)
+    check_list = checks.text_checks(checks.Limits(c.min_words, c.max_words), c.skip_checks, p.vocab.unfit_words)
     if dedup is not None:
         check_list.append(checks.duplicate_check(dedup))
     return Chain(
@@ -175,6 +179,7 @@ def make_chain(engine, p: Prepared, *, judge_engine=None, dedup=None) -> Chain:
         check_list=check_list,
         judge=p.judge if judge_engine is not None else None,
         judge_engine=judge_engine,
+        steer_off=c.steer_off,
     )
 
 
