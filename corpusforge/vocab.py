@@ -168,47 +168,43 @@ def _read_text(file: pathlib.Path, what: str) -> str:
 
 def _read_words(file: pathlib.Path) -> tuple[str, ...]:
     """Parse one word list: one lowercase word per line, `#` comments and blank lines ignored."""
-    first_seen: dict[str, int] = {}
-    for lineno, raw in enumerate(_read_text(file, "word list").splitlines(), start=1):
-        word = raw.split("#", 1)[0].strip()
-        if not word:
-            continue
-        where = f"{file}:{lineno}"
-        if len(word.split()) > 1:
-            raise VocabError(f"{where}: {word!r} has more than one word",
-                             "put one word per line (no spaces)")
-        if not _WORD.fullmatch(word):
-            if _WORD.fullmatch(word.lower()):
-                raise VocabError(f"{where}: {word!r} has uppercase letters", f"use lowercase: {word.lower()!r}")
-            raise VocabError(f"{where}: {word!r} is not a word",
-                             "use only the letters a-z (no digits, hyphens, apostrophes or accents)")
-        if word in first_seen:
-            raise VocabError(f"{where}: duplicate word {word!r} (first on line {first_seen[word]})",
-                             f"delete line {lineno} or line {first_seen[word]}")
-        first_seen[word] = lineno
-    if not first_seen:
+    words = _read_lines(file, "word list", _WORD, phrases=False)
+    if not words:
         raise VocabError(f"{file}: word list is empty (only comments or blank lines)",
                          "add at least one word, one per line")
-    return tuple(first_seen)
+    return words
 
 
 def _read_phrases(file: pathlib.Path) -> tuple[str, ...]:
     """Parse unfit.txt: one lowercase word or phrase per line, `#` comments; may be empty."""
+    return _read_lines(file, "unfit word list", _PHRASE, phrases=True)
+
+
+def _read_lines(file: pathlib.Path, what: str, pattern: re.Pattern, phrases: bool) -> tuple[str, ...]:
+    """One entry per line in file order, each matching `pattern`; a bad or repeated one is a
+    VocabError naming file:line and the fix."""
     first_seen: dict[str, int] = {}
-    for lineno, raw in enumerate(_read_text(file, "unfit word list").splitlines(), start=1):
-        phrase = " ".join(raw.split("#", 1)[0].split())
-        if not phrase:
+    for lineno, raw in enumerate(_read_text(file, what).splitlines(), start=1):
+        entry = " ".join(raw.split("#", 1)[0].split()) if phrases else raw.split("#", 1)[0].strip()
+        if not entry:
             continue
         where = f"{file}:{lineno}"
-        if not _PHRASE.fullmatch(phrase):
-            if _PHRASE.fullmatch(phrase.lower()):
-                raise VocabError(f"{where}: {phrase!r} has uppercase letters", f"use lowercase: {phrase.lower()!r}")
-            raise VocabError(f"{where}: {phrase!r} is not a word or phrase",
-                             "use only the letters a-z, with spaces between the words of a phrase")
-        if phrase in first_seen:
-            raise VocabError(f"{where}: duplicate entry {phrase!r} (first on line {first_seen[phrase]})",
-                             f"delete line {lineno} or line {first_seen[phrase]}")
-        first_seen[phrase] = lineno
+        if not phrases and len(entry.split()) > 1:
+            raise VocabError(f"{where}: {entry!r} has more than one word",
+                             "put one word per line (no spaces)")
+        if not pattern.fullmatch(entry):
+            if pattern.fullmatch(entry.lower()):
+                raise VocabError(f"{where}: {entry!r} has uppercase letters", f"use lowercase: {entry.lower()!r}")
+            if phrases:
+                raise VocabError(f"{where}: {entry!r} is not a word or phrase",
+                                 "use only the letters a-z, with spaces between the words of a phrase")
+            raise VocabError(f"{where}: {entry!r} is not a word",
+                             "use only the letters a-z (no digits, hyphens, apostrophes or accents)")
+        if entry in first_seen:
+            kind = "entry" if phrases else "word"
+            raise VocabError(f"{where}: duplicate {kind} {entry!r} (first on line {first_seen[entry]})",
+                             f"delete line {lineno} or line {first_seen[entry]}")
+        first_seen[entry] = lineno
     return tuple(first_seen)
 
 
