@@ -264,7 +264,9 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
                 if isinstance(item, ShardDone):
                     moved = cross.check(item.shard) if cross else {}
                     summary.moved_duplicates += len(moved)
-                    files = store.seal(item.shard, moved)
+                    # Every move so far, not only this shard's: a worker may have named a story
+                    # of its own earlier shard that the driver moved at that shard's seal.
+                    files = store.seal(item.shard, cross.moved if cross else moved)
                     card.refresh(shard_stats=True)
                     for sink in sinks:
                         sink.on_seal(files)
@@ -334,10 +336,14 @@ class _CrossShardDedup:
 
         self.store = store
         self.index = DedupIndex(threshold=config.dedup_threshold, shingle=config.shingle_size)
+        # id -> "duplicate:<kept id>" of every duplicate in rejects (moved here, or sealed before a
+        # resume): a reject that names one of them is pointed at the kept story at seal.
+        self.moved: dict[int, str] = {}
         items = []
         for shard in range(store.num_shards):
             if store.sealed_files(shard) and not store.journal_path(shard).exists():
                 items += [(r["id"], r["story"]) for _, r in store.kept_rows(shard, ("id", "story"))]
+                self.moved.update(store.duplicate_rejects(shard))
         self.index.add_many(items)
 
     def check(self, shard: int) -> dict[int, str]:
@@ -348,6 +354,7 @@ class _CrossShardDedup:
             match = self.index.check_and_add(r["id"], r["story"])
             if match is not None:
                 moved[r["id"]] = f"duplicate:{match.other}"
+        self.moved.update(moved)
         return moved
 
 

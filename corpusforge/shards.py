@@ -154,6 +154,16 @@ class Store:
                 if r["split"] in KEPT_SPLITS:
                     yield r["split"], {c: r[c] for c in columns}
 
+    def duplicate_rejects(self, shard: int) -> dict[int, str]:
+        """{id: "duplicate:<id>"} of a sealed shard's rejects that are duplicates."""
+        import pyarrow.parquet as pq
+
+        path = self.shard_path("rejects", shard)
+        if not path.exists():
+            return {}
+        rows = pq.read_table(path, columns=["id", "reject_reason"]).to_pylist()
+        return {r["id"]: r["reject_reason"] for r in rows if _duplicate_of(r["reject_reason"] or "") is not None}
+
     def _shard_files(self):
         for split, d in SPLIT_DIRS.items():
             for path in sorted((self.out / d).glob(f"{split}-*.parquet")):
@@ -198,7 +208,8 @@ class Store:
     def seal(self, shard: int, moved: dict[int, str] | None = None) -> list[Path]:
         """Compact a complete shard: merge its parquet rows and journal into final shards.
 
-        `moved` sends kept stories to rejects with a reason (the driver's cross-shard dedup).
+        `moved` sends kept stories to rejects with a reason (the driver's cross-shard dedup);
+        it may hold stories of other shards too, for the rejects of this one that name them.
         Returns the shard's files, for sinks (card, Hub upload)."""
         self.close_journal(shard)
         by_split: dict[str, dict[int, dict]] = {s: {} for s in SPLIT_DIRS}
@@ -218,8 +229,10 @@ class Store:
         # A reject that named a moved story as its original now names that story's original,
         # so every `duplicate:<id>` points at a story that is kept.
         for r in by_split["rejects"].values():
-            while (target := (moved or {}).get(_duplicate_of(r.get("reject_reason", "")))) is not None:
+            seen = {r["id"]}  # a chain of rejects ends at a kept story; never loop on a bad one
+            while (of := _duplicate_of(r.get("reject_reason", ""))) not in seen and (target := (moved or {}).get(of)) is not None:
                 r["reject_reason"] = target
+                seen.add(of)
         # A split with no rows gets no file: `datasets` fails on a zero-row parquet file. Sealed
         # means every id of the range is in one of the files, so a crash between the two
         # writes leaves the journal in place and the next seal repeats both.

@@ -15,14 +15,17 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import ClassLabel, List, load_dataset
 
+from corpusforge.checks import CHECKS
 from corpusforge.vocab import default_vocab_dir, load_vocab
+from lenient import lenient_args
 
 FEATURE_NAMES = tuple(load_vocab().feature_names)
 
 N = 24
-# The random-weight model writes gibberish, so the word and key-sentence checks would reject
-# every story; switching them off lets rows reach `train` and the schema be exercised there.
-LENIENT = ["--skip-check", "words", "--skip-check", "key_sentence", "--min-words", "3"]
+# The random-weight model writes gibberish, so the checks would reject stories depending on
+# what it draws on this CPU; switching off all that judges the text keeps every story, so
+# rows reach `train` (and the schema is exercised there) on any machine.
+LENIENT = lenient_args()
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -141,13 +144,14 @@ def test_same_seed_and_settings_give_identical_rows(built, tiny_model, tmp_path)
 
 
 def test_a_strict_build_sends_gibberish_to_rejects_with_reasons(tiny_model, tmp_path):
+    # Every check is on. Which one fails first depends on the text the CPU draws, but none can
+    # pass: 60 story tokens (plus an inserted key sentence of at most 48) never make 200 words.
     out = tmp_path / "strict"
     cli("build", "--n", "6", "--model", str(tiny_model), "--out", str(out), "--parallel", "3", "--threads", "2",
-        "--max-attempts", "1", "--max-tokens", "story=60", "--quiet")
+        "--max-attempts", "1", "--max-tokens", "story=60", "--min-words", "200", "--quiet")
     ds = load_dataset(str(out))
-    assert sorted(ds["rejects"]["id"]) == list(range(6))
-    assert all(r.split(":")[0] in {"truncated", "empty", "length", "words", "key_sentence", "dialogue", "duplicate"}
-               for r in ds["rejects"]["reject_reason"])
+    assert set(ds) == {"rejects"} and sorted(ds["rejects"]["id"]) == list(range(6))
+    assert all(r.split(":")[0] in {*CHECKS, "duplicate"} for r in ds["rejects"]["reject_reason"])
 
 
 def test_preview_prints_prompts_without_a_model():
@@ -217,7 +221,7 @@ def test_no_word_triple_crosses_splits(tiny_model, tmp_path):
     out = tmp_path / "splits"
     cli("build", "--n", "40", "--model", str(tiny_model), "--out", str(out), "--parallel", "8", "--threads", "2",
         "--vocab", str(vocab), "--max-tokens", "story=40", "--validation-fraction", "0.3", "--test-fraction", "0.3",
-        "--max-attempts", "1", "--quiet", *LENIENT, "--min-words", "1", "--skip-check", "truncated", "--skip-check", "dialogue")
+        "--max-attempts", "1", "--quiet", *LENIENT)
     ds = load_dataset(str(out))
     assert {"train", "validation", "test"} <= set(ds) <= {"train", "validation", "test", "rejects"}, set(ds)
     every = [(w["noun"], w["verb"], w["adjective"]) for s in ("train", "validation", "test") for w in ds[s]["words"]]
@@ -243,7 +247,9 @@ def test_the_judge_always_parses_on_the_random_weight_model_and_reaches_the_parq
         answers = json.loads(r["judge_answers"])
         assert list(answers) == judged and set(answers.values()) <= {"yes", "no"}
         assert sorted(names[i] for i in r["judged_features"]) == sorted(k for k, v in answers.items() if v == "yes")
-    assert "judge" in proc.stderr and "% of tokens" in proc.stderr  # the judge's cost is reported
+    # The judge's cost is reported; the console wraps the summary at 80 columns wherever the
+    # numbers put the line ends, so whitespace is collapsed first.
+    assert re.search(r"judge \d+\.\d% of tokens", " ".join(proc.stderr.split()))
 
 
 def test_a_separate_judge_model_judges_and_is_pinned_in_the_manifest(tiny_model, second_model, tmp_path):

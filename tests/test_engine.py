@@ -1,6 +1,8 @@
 """The batched llama.cpp engine on the real tiny model: isolation, prefix reuse, slots, seeds."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,9 @@ GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
 # Seeded sampling at temperature 1 is a stronger isolation check than greedy decoding: any
 # change in a sequence's logits (another request's tokens leaking in) changes what is drawn.
 SAMPLED = SamplingParams(temperature=1.0, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
+# Where a test needs a request to run to its budget, it does not leave that to where the random
+# model happens to sample end-of-turn on this CPU.
+RUN_TO_BUDGET = replace(SAMPLED, ignore_eos=True)
 PREFIX = "You write very short stories for small children. Use simple words. Write about: "
 TOPICS = ["a red ball", "a happy dog", "the big tree", "a small cat who jumps", "rain on the hill",
           "mom and the cake", "a blue boat", "the sleepy bear", "two friends at the park", "a shiny star"]
@@ -170,7 +175,7 @@ def test_a_retry_rolls_back_the_rejected_answer_and_sees_what_the_first_try_saw(
 
 
 def test_parked_sessions_give_way_to_new_requests_when_every_slot_is_parked(tiny_model):
-    with LlamaEngine(tiny_model, parallel=2, n_ctx=512, n_threads=2, sampling=GREEDY) as e:
+    with LlamaEngine(tiny_model, parallel=2, n_ctx=512, n_threads=2, sampling=replace(GREEDY, ignore_eos=True)) as e:
         texts = prompts(e)
         e.generate([Request(prompt=t, max_tokens=4, seed=i, session=i) for i, t in enumerate(texts[:2])])
         assert [s.session for s in e.slots] == [0, 1]
@@ -272,9 +277,10 @@ def test_a_q8_0_k_cache_stays_close_to_the_f16_logits(tiny_model, single):
 
 
 def test_compact_moves_a_sequence_into_a_freed_lower_slot_and_keeps_it_isolated(tiny_model, single):
-    with LlamaEngine(tiny_model, parallel=4, n_ctx=512, n_threads=2, sampling=SAMPLED, compact=True) as e:
+    with LlamaEngine(tiny_model, parallel=4, n_ctx=512, n_threads=2, sampling=RUN_TO_BUDGET, compact=True) as e:
         texts = prompts(e)[:4]
-        # Slots 0 and 2 finish first and leave gaps below the long-running slot 3.
+        # Slots 0 and 2 finish first (every request runs to its budget) and leave gaps below
+        # the long-running slot 3.
         reqs = [Request(prompt=t, max_tokens=4 if i % 2 == 0 else 30, seed=i, keep_logits=True) for i, t in enumerate(texts)]
         results = e.generate(reqs)
         moves = e.stats.extra["profile"]["slot_moves"]

@@ -10,14 +10,17 @@ from pathlib import Path
 
 from corpusforge.build import build
 from corpusforge.config import BuildConfig
+from lenient import lenient_config
 from test_hub import REPO, RecordingHub
 
 FAST = {"retries": 2, "backoff": 0.01, "min_interval": 0.0}
 
 
 def config(model: Path, out: Path) -> BuildConfig:
-    return BuildConfig(n=9, model=str(model), out=out, shard_size=3, parallel=4, n_threads=2, max_tokens={"story": 40},
-                       min_words=1, skip_checks=("words", "key_sentence", "dialogue", "truncated"), push_to=REPO)
+    # Lenient: every story is kept whatever the random model writes; what is sent is still
+    # compared with what the build wrote, never with a count of files that assumes it.
+    return BuildConfig(n=9, model=str(model), out=out, shard_size=3, parallel=4, n_threads=2, push_to=REPO,
+                       **lenient_config(story_tokens=40))
 
 
 def local_files(out: Path) -> set[str]:
@@ -66,7 +69,11 @@ def test_with_two_workers_the_driver_uploads_every_shard_once(tiny_model, tmp_pa
     summary = build(c, hub_client=hub, hub_options=FAST)
     assert summary.done == 9 and summary.push.unsent == []
     shards = [path for commit in hub.commits for kind, path in commit if kind == "add" and path.endswith(".parquet")]
-    assert len(shards) == len(set(shards)) == 3
+    # Which splits a shard has files in depends on the text (a rejects file when a story fails);
+    # every file the build wrote goes up exactly once, and each of the 3 shards has one at least.
+    written = sorted(p for p in local_files(out) if p.endswith(".parquet"))
+    assert sorted(shards) == written and len(set(shards)) == len(shards)
+    assert {p.split("-")[1] for p in written} == {"00000", "00001", "00002"}
     assert set(hub.files) == local_files(out)
 
 

@@ -16,11 +16,12 @@ from datasets import load_dataset
 from corpusforge.schema import RowSchema
 from corpusforge.shards import Store, read_journal
 from corpusforge.vocab import load_vocab
+from lenient import lenient_args
 
 SCHEMA = RowSchema.from_vocab(load_vocab())
 
 N, SHARD = 40, 8
-LENIENT = ["--skip-check", "words", "--skip-check", "key_sentence", "--min-words", "3"]
+LENIENT = lenient_args()  # keeps every story whatever the random model writes on this CPU
 
 
 def build_cmd(model: Path, out: Path, n: int = N, *extra: str) -> list[str]:
@@ -183,13 +184,14 @@ def test_ctrl_c_stops_quickly_with_journal_flushed_and_says_how_to_resume(tiny_m
 def test_growing_n_extends_the_build_and_renames_shards(tiny_model, tmp_path):
     out = tmp_path / "grow"
     subprocess.run(build_cmd(tiny_model, out, 10), check=True, timeout=600)
-    first = {r["id"]: r["story"] for r in load_dataset(str(out))["rejects"]} if (out / "rejects").exists() else {}
+    first = {r["id"]: r["story"] for rs in parquet_rows(out).values() for r in rs}
     subprocess.run(build_cmd(tiny_model, out, 20), check=True, timeout=600)
     assert_complete(out, 20)
     names = [p.name for sub in ("data", "rejects") for p in (out / sub).glob("*.parquet")]
     assert names and all(n.endswith("-of-00003.parquet") for n in names), names
-    again = {r["id"]: r["story"] for r in load_dataset(str(out))["rejects"]}
-    assert all(again[i] == s for i, s in first.items() if i in again), "finished stories are kept as they were"
+    again = {r["id"]: r["story"] for rs in parquet_rows(out).values() for r in rs}
+    assert sorted(first) == list(range(10)), "the first run sealed its 10 stories"
+    assert all(again[i] == s for i, s in first.items()), "finished stories are kept as they were"
 
 
 def test_shrinking_n_is_refused(tiny_model, tmp_path):

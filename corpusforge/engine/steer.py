@@ -96,7 +96,7 @@ class Steering:
 
     @classmethod
     def compile(cls, spec: Steer, tokenize, eog: list[int], cache: dict) -> Steering:
-        """Token sequences of every spelling of every word (" word", " Word", inflections)."""
+        """Token sequences of every spelling of every word (" word" and its inflections)."""
         forms = []
         for word, pos in spec.words:
             key = (word, pos)
