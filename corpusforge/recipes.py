@@ -123,7 +123,9 @@ def _table(raw: dict, key: str, record, where: str) -> dict | None:
         if k not in known:
             raise RecipeError(f"{where}: unknown {key} setting {k!r}", f"use {', '.join(known)}")
         want = type(known[k])
-        ok = isinstance(v, want) and not (want is not bool and isinstance(v, bool)) or (want is float and isinstance(v, int) and not isinstance(v, bool))
+        # TOML's true is a Python int and its 1 is no bool: booleans only where a bool is wanted;
+        # a whole number is fine where a float is.
+        ok = isinstance(v, bool) == (want is bool) and isinstance(v, (int, float) if want is float else want)
         if not ok:
             raise RecipeError(f"{where}: {key}.{k} must be {want.__name__}, got {v!r}", f"e.g. {k} = {known[k]!r}".replace("True", "true").replace("False", "false"))
     if record is SamplingParams:

@@ -494,8 +494,8 @@ class LlamaEngine:
             tok = ll.llama_sampler_sample(s.sampler, self.ctx, s.out_index)
             tf = clock()
             sample_s += tf - ts
+            is_eog = bool(ll.llama_vocab_is_eog(self.vocab, tok))
             if s.steering is not None:
-                is_eog = bool(ll.llama_vocab_is_eog(self.vocab, tok))
                 forced, cut, stop = s.steering.after(tok, self._piece(tok), is_eog)
                 if cut or stop:  # like an end-of-generation token: `tok` is dropped, never decoded
                     finished.append(self._finish(s, truncated=False, cut=cut))
@@ -510,7 +510,7 @@ class LlamaEngine:
                     else:
                         s.next_token, s.forced = tok, list(forced)
                     continue
-            if ll.llama_vocab_is_eog(self.vocab, tok):
+            if is_eog:
                 finished.append(self._finish(s, truncated=False))
                 finish_s += clock() - tf
             elif len(s.generated) + 1 >= req.max_tokens or s.pos >= self.n_ctx_seq:

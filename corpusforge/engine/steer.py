@@ -21,7 +21,7 @@ Why each lever exists (measured on SmolLM2-135M-Instruct, scripts/bench_quality.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -50,8 +50,6 @@ class SteerConfig:
 
     def off(self, levers) -> SteerConfig:
         """The same settings with some levers switched off (ablation, --no-steer)."""
-        from dataclasses import replace
-
         return replace(self, **{k: False for k in levers if k in LEVERS})
 
     def to_dict(self) -> dict:
