@@ -15,7 +15,8 @@ from corpusforge.checks import CHECKS
 SKIP_CHECKS = tuple(name for name in CHECKS if name not in ("empty", "length"))
 MIN_WORDS = 1
 # The steering's mid-stream cut is those checks applied while the text is written (loops, task
-# talk, unfit words, too many words); --skip-check does not reach it, --no-steer cut does.
+# talk, unfit words, too many words). --skip-check reaches it too; --no-steer cut also turns off
+# the length cut, which "length" (kept on here) would otherwise allow.
 STEER_OFF = ("cut",)
 # A summary or key sentence that hits its budget is retried, then rejected ("truncated:
 # key_sentence hit max_tokens"), whatever --skip-check says. The recipe's budgets (96, 48) are

@@ -415,6 +415,10 @@ def test_both_paper_style_stories_pass_every_check_with_the_shipped_unfit_list(d
     ("Tom sat down. I hope you enjoyed the story!", "i hope you enjoyed the story"),
     ("As an AI, I can not see the sun.", "as an ai"),
     ("In this story, Tom learns to share.", "in this story"),
+    # The narrator pointing at its own story (real SmolLM2 kept stories the audit failed).
+    ("The fox got a name.\nThis story happened when a shout came.", "this story"),
+    ("She stood in the pond. This was not just a simple story about being careful.", "just a simple story about"),
+    ("Tom ran home. It is just a story about a dog.", "just a story about"),
     ("Q: Who had the ball?\nTom had the ball.", "q:"),
 ])
 def test_task_talk_finds_the_model_talking_about_its_task(text, found):
@@ -508,6 +512,11 @@ def test_find_loop_ignores_a_last_sentence_still_being_written():
     ("Lily smiled. She took her", "she took her"),
     ('Lily smiled. She said, "We can go home.', 'she said, "we can go home.'),  # speech never closed
     ("Lily smiled. “We can go home.", "“we can go home."),
+    ("Tom smiled…", "tom smiled…"),  # trails off: no last sentence
+    ("Tom looked at the sky and smiled...", "looked at the sky and smiled..."),
+    # Speech opened in an earlier paragraph and never closed (a real SmolLM2 failure, shortened).
+    ('"I\'m sorry," he said. "The heavy bag was too much.\nThe dog went home. Tom went home too.',
+     "tom went home too."),
 ])
 def test_unfinished_finds_a_story_cut_off_mid_sentence(text, end):
     assert unfinished(text) == f'unfinished: last sentence "{end}"'
@@ -515,7 +524,7 @@ def test_unfinished_finds_a_story_cut_off_mid_sentence(text, end):
 
 @pytest.mark.parametrize("text", [
     "Tom smiled.", "Tom smiled!", "Was it Tom?", 'Tom said, "Bye."', "Tom said, 'Bye!'", "(Tom smiled.)",
-    "Tom smiled…", "Tom smiled...", 'She said, "I want to!"', 'He asked, "Can I come with?"',
+    'She said, "I want to!"', 'He asked, "Can I come with?"',
     "He hugged her.", "Tom smiled.\n\nThe End", "Tom smiled.   \n", "", "  \n",
 ])
 def test_unfinished_accepts_every_proper_ending(text):
@@ -594,7 +603,7 @@ def test_the_unfit_check_needs_the_list_passed_to_text_checks():
 # --- mid-stream use by the engine ---
 
 STREAMED = [
-    ("Tom had a dog. This story uses simple words. The end.", task_talk),
+    ("Tom had a dog. Here is a summary of what he did. The end.", task_talk),
     ("Lily saw " + "a sandy unicorn with a tail of a unicorn, " * 8 + "and she smiled.", find_loop),
     ("Tom went out. She took a knife and cut the rope. Then she went home.", lambda t: unfit(t, UNFIT)),
 ]

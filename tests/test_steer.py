@@ -29,8 +29,10 @@ def tokenize(text: str, add_special: bool = False) -> list[int]:
     return out
 
 
-def steering(words=(("dog", "noun"), ("run", "verb"), ("red", "adjective")), key="", dialogue=False, **config) -> Steering:
-    return Steering.compile(Steer(SteerConfig(**config), tuple(words), key_sentence=key, dialogue=dialogue),
+def steering(words=(("dog", "noun"), ("run", "verb"), ("red", "adjective")), key="", dialogue=False,
+             cut_checks=None, **config) -> Steering:
+    extra = {} if cut_checks is None else {"cut_checks": frozenset(cut_checks)}
+    return Steering.compile(Steer(SteerConfig(**config), tuple(words), key_sentence=key, dialogue=dialogue, **extra),
                             tokenize, [EOG], {})
 
 
@@ -138,6 +140,15 @@ def test_a_loop_is_cut_while_it_is_written():
     st = steering(words=())
     reasons = [c for _, c, _ in feed(st, " the red dog ran." * 12)]
     assert any(r and r.startswith("loop:") for r in reasons)
+
+
+def test_a_skipped_check_never_cuts_mid_stream_and_the_others_still_do():
+    # --skip-check loop: the loop is written to the end (and then not checked either).
+    st = steering(words=(), cut_checks={"length", "task_talk", "unfit"})
+    assert not any(c for _, c, _ in feed(st, " the red dog ran." * 12))
+    st = steering(words=(), cut_checks={"loop"}, max_words=5)
+    reasons = [c for _, c, _ in feed(st, " the red dog ran." * 12)]
+    assert not any(r and r.startswith("length:") for r in reasons) and any(r and r.startswith("loop:") for r in reasons)
 
 
 def test_with_the_cut_lever_off_nothing_is_cut():

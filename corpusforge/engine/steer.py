@@ -59,6 +59,9 @@ class SteerConfig:
         return any(getattr(self, k) for k in LEVERS)
 
 
+CUT_CHECKS = ("length", "task_talk", "loop", "unfit")  # check names the mid-stream cut applies early
+
+
 @dataclass(frozen=True, slots=True)
 class Steer:
     """What one request's steering is about: built by the chain from the plan."""
@@ -68,6 +71,9 @@ class Steer:
     key_sentence: str = ""
     unfit_words: tuple[str, ...] = ()
     dialogue: bool = False  # the plan asks for dialogue: steer toward an opening quote too
+    # The checks whose mid-stream form may cut the attempt: the build's checks minus --skip-check,
+    # so a skipped check never ends an attempt while it is written either.
+    cut_checks: frozenset[str] = frozenset(CUT_CHECKS)
 
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)*")
@@ -182,18 +188,20 @@ class Steering:
         c = self.spec.config
         if not c.cut or is_eog:
             return None
-        if self.n_words > c.max_words:
+        on = self.spec.cut_checks
+        if self.n_words > c.max_words and "length" in on:
             return f"length: over {c.max_words} words (cut while writing)"
         if not self.first_sentence_checked and _SENTENCE_END.search(self.text):
             self.first_sentence_checked = True
-            if reason := checks.task_talk(self.text):
+            if "task_talk" in on and (reason := checks.task_talk(self.text)):
                 return reason
         self.since_cut_check += 1
         if self.since_cut_check >= CUT_EVERY:
             self.since_cut_check = 0
             # Only whole words for unfit: "gun" may still become "gunny".
             done = self.text[: max(self.text.rfind(" "), 0)]
-            return checks.find_loop(self.text) or checks.unfit(done, self.spec.unfit_words)
+            return (("loop" in on and checks.find_loop(self.text))
+                    or ("unfit" in on and checks.unfit(done, self.spec.unfit_words)) or None)
         return None
 
     def _tokens_of(self, text: str) -> list[int]:
