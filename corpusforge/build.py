@@ -22,6 +22,7 @@ from .errors import CorpusforgeError, OutputError, RecipeError
 from .models import display_name, require_writer, resolve_model, sha256_file
 from .judge import load_judge
 from .recipes import load_recipe
+from .replace import pending, unfilled
 from .runners import Event, ModelRef, Prepared, ShardDone, make_runner
 from .sampler import PlanOptions
 from .schema import KEPT_SPLITS, RowSchema
@@ -42,7 +43,9 @@ class ModelSummary:
 @dataclass(slots=True)
 class Summary:
     n: int
-    done_before: int = 0
+    done_before: int = 0  # stories done before this run (kept ones; every plan with --no-replace)
+    plans_before: int = 0  # plans finished before this run, kept or rejected
+    counts_plans: bool = False  # --no-replace: --n counts plans, not kept stories
     kept: int = 0
     rejected: int = 0
     generated_tokens: int = 0
@@ -57,6 +60,7 @@ class Summary:
     frequencies: dict = field(default_factory=dict)  # planned vs kept, from the sealed shards
     push: object = None  # the Hub sink's report, when --push-to was given
     interrupted: bool = False
+    unfilled: int = 0  # slots left without a kept story after MAX_GENERATIONS plans each
 
     def add(self, e: Event, model_name: str, seconds: float) -> None:
         m = self.models.setdefault(model_name, ModelSummary())
@@ -80,7 +84,19 @@ class Summary:
 
     @property
     def done(self) -> int:
-        return self.done_before + self.kept + self.rejected
+        """Stories done, as --n counts them: kept ones (every plan with --no-replace)."""
+        return self.done_before + self.kept + (self.rejected if self.counts_plans else 0)
+
+    @property
+    def plans(self) -> int:
+        """Plans finished so far, this run and before, kept or rejected."""
+        return self.plans_before + self.kept + self.rejected
+
+    def over_budget(self, factor: float) -> bool:
+        """True once the build needs more than `factor` plans per kept story (after a first
+        sample, so a slow start is not mistaken for a hopeless build), or has spent factor * n."""
+        kept = self.done_before + self.kept
+        return self.plans > factor * self.n or (self.plans >= BUDGET_SAMPLE and kept * factor < self.plans)
 
     @property
     def stories_per_minute(self) -> float:
@@ -99,6 +115,15 @@ class Summary:
 
 class Interrupted(CorpusforgeError):
     """Ctrl-C: the journal is flushed and the build can be resumed."""
+
+
+class BudgetSpent(CorpusforgeError):
+    """Too many plans per kept story (--max-plans-factor): the build stops, resumable."""
+
+
+# Plans finished before the budget's rate test applies: on 100 plans a build keeping 1 in 2
+# is told from one keeping 1 in 4 (the default budget) with room to spare.
+BUDGET_SAMPLE = 100
 
 
 def model_ref(spec: str | None, weight: float = 1.0) -> ModelRef:
@@ -245,40 +270,67 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
     try:
         if c.overwrite:
             store.wipe()
-        write_manifest(out, p.manifest)
+        tokens_before = _manifest_tokens(out)
+        write_manifest(out, {**p.manifest, "tokens": tokens_before})
         done = store.recover()
         card = CardSink(store, p.manifest)
         card.refresh()
-        summary = Summary(n=c.n, done_before=len(done))
-        per_shard = Counter(store.shard_of(i) for i in done)
-        shards = [s for s in range(store.num_shards)
-                  if per_shard[s] < len(store.shard_ids(s)) or store.journal_path(s).exists()]
+        kept_before = sum(split in KEPT_SPLITS for split in done.values())
+        summary = Summary(n=c.n, done_before=kept_before if c.replace else len(done), plans_before=len(done),
+                          counts_plans=not c.replace)
         # Shards that ran side by side in other processes never saw each other's stories:
         # the driver dedups each one against everything sealed before it, at seal.
         cross = _CrossShardDedup(store, c) if runner.concurrent and c.dedup else None
         if reporter:
             reporter.start(summary)
         t0 = time.monotonic()
+        over = False
         try:
-            for item in runner.run(shards):
-                if isinstance(item, ShardDone):
-                    moved = cross.check(item.shard) if cross else {}
-                    summary.moved_duplicates += len(moved)
-                    # Every move so far, not only this shard's: a worker may have named a story
-                    # of its own earlier shard that the driver moved at that shard's seal.
-                    files = store.seal(item.shard, cross.moved if cross else moved)
-                    card.refresh(shard_stats=True)
-                    for sink in sinks:
-                        sink.on_seal(files)
-                    continue
-                summary.add(item, p.models[item.model].name, time.monotonic() - t0)
-                if reporter:
-                    reporter.update(summary, runner.in_flight())
+            # A pass runs every shard with work left. A story the driver moves to rejects at
+            # seal (a cross-shard duplicate) reopens its shard for a replacement: the next pass.
+            progressed = True
+            while progressed and not over and (shards := _shards_to_run(store, c.replace)):
+                items, progressed = runner.run(shards), False
+                try:
+                    for item in items:
+                        progressed = True  # a pass that yields nothing would only repeat itself
+                        if isinstance(item, ShardDone):
+                            moved = cross.check(item.shard) if cross else {}
+                            summary.moved_duplicates += len(moved)
+                            summary.kept -= len(moved)  # counted as kept when written; a reject now
+                            summary.rejected += len(moved)
+                            summary.reasons["duplicate"] += len(moved)
+                            # Every move so far, not only this shard's: a worker may have named a story
+                            # of its own earlier shard that the driver moved at that shard's seal.
+                            files = store.seal(item.shard, cross.moved if cross else moved)
+                            card.refresh(shard_stats=True)
+                            for sink in sinks:
+                                sink.on_seal(files)
+                            continue
+                        summary.add(item, p.models[item.model].name, time.monotonic() - t0)
+                        if reporter:
+                            reporter.update(summary, runner.in_flight())
+                        if c.replace and summary.over_budget(c.max_plans_factor):
+                            over = True
+                            break
+                finally:
+                    getattr(items, "close", lambda: None)()  # stops workers of a pass cut short
         except KeyboardInterrupt:
             summary.interrupted = True
         summary.seconds = time.monotonic() - t0
+        # Every run adds its tokens to the manifest (and so to stats.json): the judge's share of
+        # a build is its share over all the runs that made it.
+        write_manifest(out, {**p.manifest, "tokens": add_tokens(tokens_before, summary)})
         if summary.interrupted:
             raise Interrupted(f"stopped: {summary.done:,} of {c.n:,} stories done and saved", "run the same command again to resume")
+        if over:
+            if reporter:
+                reporter.finish(summary)
+            raise BudgetSpent(budget_report(summary, c.max_plans_factor),
+                              f"see why with `corpusforge show {out} --split rejects`, fix the cause or raise "
+                              "--max-plans-factor, then run the same command again to resume")
+        summary.unfilled = sum(len(unfilled(store.shard_ids(s), store.shard_done(s))) for s in range(store.num_shards)) \
+            if c.replace else 0
         summary.frequencies = _frequencies(card.merged)
         problem = _final_card(out, card)
         if reporter:
@@ -296,6 +348,43 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
             if reporter and report is not None:
                 reporter.note(str(report))
         store.close()
+
+
+TOKEN_KEYS = ("generated", "prompt_evaluated", "prompt_reused", "judge")
+
+
+def _manifest_tokens(out: Path) -> dict:
+    try:
+        old = json.loads((out / MANIFEST).read_text()).get("tokens") or {}
+    except (OSError, ValueError):
+        old = {}
+    return {k: int(old.get(k, 0)) for k in TOKEN_KEYS}
+
+
+def add_tokens(before: dict, summary: Summary) -> dict:
+    """Token totals so far; `judge_share` is judge tokens (prompt evaluated + generated) over all
+    tokens evaluated or generated, as the end-of-build line prints it."""
+    now = {"generated": summary.generated_tokens, "prompt_evaluated": summary.prompt_tokens_evaluated,
+           "prompt_reused": summary.prompt_tokens_reused, "judge": summary.judge_tokens}
+    out = {k: before.get(k, 0) + now[k] for k in TOKEN_KEYS}
+    total = out["generated"] + out["prompt_evaluated"]
+    return {**out, "judge_share": out["judge"] / total if total else 0.0}
+
+
+def _shards_to_run(store: Store, replace: bool) -> list[int]:
+    """Shards with ids still to write (a first plan, or a rejected plan's replacement) or an
+    open journal (stories written but not yet sealed)."""
+    return [s for s in range(store.num_shards)
+            if store.journal_path(s).exists() or pending(store.shard_ids(s), store.shard_done(s), replace)]
+
+
+def budget_report(summary: Summary, factor: float) -> str:
+    """The one line a build stopped by its budget ends with: what was kept, why the rest failed."""
+    kept = summary.done_before + summary.kept
+    reasons = ", ".join(f"{k} {v:,}" for k, v in summary.reasons.most_common(4)) or "none this run"
+    return (f"stopped: {kept:,} of {summary.n:,} stories kept from {summary.plans:,} plans "
+            f"({kept / max(1, summary.plans):.0%}), fewer than 1 in {factor:g} (--max-plans-factor {factor:g}); "
+            f"rejects: {reasons}")
 
 
 def _final_card(out: Path, card: CardSink) -> str | None:
@@ -358,4 +447,4 @@ class _CrossShardDedup:
         return moved
 
 
-__all__ = ["KEPT_SPLITS", "BuildConfig", "Interrupted", "Summary", "build", "prepare", "run"]
+__all__ = ["KEPT_SPLITS", "BudgetSpent", "BuildConfig", "Interrupted", "Summary", "build", "prepare", "run"]

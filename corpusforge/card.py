@@ -71,7 +71,10 @@ def render(out: Path, manifest: dict, stats: dict, *, statistics: str = "", part
         + " -> ".join(manifest.get("stages", [])),
         "- Models on llama.cpp, CPU: " + ", ".join(f"`{m['name']}` (sha256 `{m['sha256'][:12]}`, weight {m['weight']:g})" for m in models),
         f"- Sampling: {fp.get('sampling')}; max tokens per stage: {fp.get('max_tokens')}",
-        f"- Seed {fp.get('seed')}; {manifest.get('n'):,} planned stories; up to {fp.get('max_attempts')} attempts each",
+        f"- Seed {fp.get('seed')}; " + (f"{manifest.get('n'):,} stories asked for and kept: a rejected plan is replaced by a "
+                                          "new plan with the same labels (features, axis values, model) and fresh words"
+                                          if fp.get("replace") else f"{manifest.get('n'):,} planned stories")
+        + f"; up to {fp.get('max_attempts')} attempts each",
         f"- Each story asks for one noun, verb and adjective from a {manifest.get('vocab_counts')} vocabulary, "
         f"a subset of the features {', '.join(schema.feature_names)}"
         + (f", and one value of each axis: {', '.join(schema.axis_names)}" if schema.axes else "")
@@ -103,6 +106,7 @@ def render(out: Path, manifest: dict, stats: dict, *, statistics: str = "", part
             lines += [f"{title}, planned (all rows) vs kept:", "", "| label | planned | kept |", "|---|---|---|"]
             lines += [f"| {label} | {p:.1%} | {k:.1%} |" for label, p, k in rows]
             lines.append("")
+    lines += label_provenance(schema.feature_names, fp)
     measured = stats.get("measured", {})
     if kept:
         lines += [
@@ -123,6 +127,43 @@ def render(out: Path, manifest: dict, stats: dict, *, statistics: str = "", part
         "",
     ]
     return "\n".join(lines)
+
+
+# The judge's figures on the gold set's test part (scripts/bench_judge.py --package writes it),
+# by judge model sha256: what the card can say about a judged label.
+JUDGE_GOLD = Path(__file__).with_name("judge_gold.json")
+
+
+def label_provenance(features: tuple[str, ...] | list[str], fp: dict) -> list[str]:
+    """A table: per feature, whether its label is only what was asked, rule-checked or judged,
+    with the judge's measured precision and recall on the gold set when it was measured."""
+    judge = fp.get("judge") or {}
+    judged = set(judge.get("features") or [])
+    judge_sha = (judge.get("model") or {}).get("sha256") or next((m["sha256"] for m in fp.get("models", [])), None)
+    try:
+        import json
+
+        gold = json.loads(JUDGE_GOLD.read_text(encoding="utf-8")).get(judge_sha or "", {})
+    except (OSError, ValueError):
+        gold = {}
+    skipped = set((fp.get("checks") or {}).get("skip") or [])
+    lines = ["How each feature label was checked (`features` always holds what was asked for):", "",
+             "| feature | label is | measured on the gold set (test part) |", "|---|---|---|"]
+    for f in features:
+        g = gold.get(f)
+        figures = (f"the judge's answer: precision {g['precision']:.2f}, recall {g['recall']:.2f}, F1 {g['f1']:.2f}; "
+                   f"`judge_scores` > {g['score_threshold']:.2f} (threshold from the dev part): F1 {g['score_f1']:.2f}; "
+                   f"always yes: F1 {g['always_yes_f1']:.2f}; {g['test']} stories" if g else "not measured")
+        if f == "Dialogue" and "dialogue" not in skipped:
+            lines.append(f"| {f} | rule-checked: a kept story asked for dialogue has quoted speech | "
+                         f"{figures if g else 'a quote-mark rule, exact by construction'} |")
+        elif f in judged:
+            policy = "verdict in `judged_features`" if judge.get("policy") == "record" else "stories judged to lack it rejected"
+            beats = g and g["f1"] > g["always_yes_f1"]
+            lines.append(f"| {f} | judged ({policy}){'' if beats or not g else '; the judge does not beat always-yes: treat as requested, unverified'} | {figures} |")
+        else:
+            lines.append(f"| {f} | requested, unverified | {figures if g else '-'} |")
+    return [*lines, ""]
 
 
 def write_card(out: Path, manifest: dict, stats: dict | None = None, **kwargs) -> Path:

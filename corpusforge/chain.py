@@ -10,14 +10,16 @@ Checks are a list: the story-text checks run as soon as the story is written, th
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from . import checks
-from dataclasses import replace
 
 from .engine.base import Engine, Request, Result, SamplingParams
-from .engine.steer import LEVERS, Steer
+from .engine.steer import CUT_CHECKS, LEVERS, Steer
 from .judge import GRAMMAR, MAX_TOKENS, Judge
 from .recipes import Recipe
 from .sampler import StoryPlan, stage_seed, template_variables
@@ -31,6 +33,34 @@ def as_said(raw: str, cleaned: str) -> str:
     cleaning only touched whitespace (its KV is then kept as is), else the cleaned text the
     row records (so the model is never shown words the row does not have)."""
     return raw if raw.split() == cleaned.split() else cleaned
+
+
+def judge_score(logits, ids: dict[str, int]) -> float | None:
+    """log P(yes or Yes) - log P(no or No) at the first answer token (None without logits)."""
+    if logits is None or len(logits) == 0:
+        return None
+    row = np.asarray(logits[0], dtype=np.float64)
+    yes, no = np.logaddexp(row[ids["yes"]], row[ids["Yes"]]), np.logaddexp(row[ids["no"]], row[ids["No"]])
+    return round(float(yes - no), 4)
+
+
+class Feed:
+    """Plans for Chain.run that may grow while it runs: whoever reads the outcomes can add a
+    plan (a rejected story's replacement) before the chain pulls its next one."""
+
+    def __init__(self, plans: Iterable[StoryPlan] = ()):
+        self._todo = deque(plans)
+
+    def add(self, plan: StoryPlan) -> None:
+        self._todo.append(plan)
+
+    def __iter__(self) -> Feed:
+        return self
+
+    def __next__(self) -> StoryPlan:
+        if not self._todo:
+            raise StopIteration
+        return self._todo.popleft()
 
 
 @dataclass(slots=True)
@@ -52,9 +82,15 @@ class Outcome:
     judge_completion_tokens: int = 0
     failed: tuple[str, ...] = ()  # reason codes of the attempts that were retried
     forced_tokens: int = 0  # tokens steering inserted into the final story (its key sentence)
+    # Per asked feature: log P(yes|Yes) - log P(no|No) at the judge's first answer token, from the
+    # model's logits before the grammar; None where the engine gave no logits (the fake engine).
+    scores: dict[str, float | None] | None = None
 
     def judge_answers(self) -> str:
         return json.dumps(self.verdicts) if self.verdicts else ""
+
+    def judge_scores(self) -> str:
+        return json.dumps(self.scores) if self.scores else ""
 
     def judged_features(self) -> list[str]:
         return [k for k, v in (self.verdicts or {}).items() if v == "yes"]
@@ -77,6 +113,7 @@ class _Story:
     judge_completion_tokens: int = 0
     failed: list[str] = field(default_factory=list)
     forced_tokens: int = 0
+    scores: dict[str, float | None] | None = None
 
 
 class Chain:
@@ -115,11 +152,16 @@ class Chain:
         self.sampling = [None if not s.sampling or "dry" in self.steer_off else replace(base, **dict(s.sampling))
                          for s in recipe.stages]
         self.has_key_sentence = recipe.stage_index("key_sentence") is not None
+        self.cut_checks = frozenset(c.name for c in self.text_checks) & frozenset(CUT_CHECKS)
         # One story in flight per slot plus a few waiting, so a freed slot is refilled at once.
         parallel = getattr(engine, "parallel", 1)
         self.max_open = max_open or parallel + max(1, parallel // 4)
         self.prefixes = [self._constant_prefix(i) for i in range(len(recipe.stages))]
         self.judge_prefix = self._judge_prefix() if judge else ""
+        # The answer tokens the judge score weighs: the grammar allows only lowercase, but the
+        # 135M model's own top tokens there are "Yes" and "No" (measured), so both cases count.
+        self.answer_ids = ({w: self.judge_engine.tokenize(w, add_special=False)[0] for w in ("yes", "Yes", "no", "No")}
+                           if judge else {})
 
     def variables(self, plan: StoryPlan, outputs: dict[str, str]) -> dict:
         """What a stage template sees: the plan's words, features and axes, earlier outputs."""
@@ -168,6 +210,7 @@ class Chain:
     def run(self, plans: Iterable[StoryPlan]) -> Iterator[Outcome]:
         """Yield one Outcome per plan, in the order stories finish."""
         todo = iter(plans)
+        refill = isinstance(plans, Feed)  # may grow between outcomes: never exhausted for good
         open_stories = 0
         exhausted = False
         engines = [self.engine] + ([self.judge_engine] if self.judge_engine is not self.engine else [])
@@ -175,7 +218,7 @@ class Chain:
             while not exhausted and open_stories < self.max_open:
                 plan = next(todo, None)
                 if plan is None:
-                    exhausted = True
+                    exhausted = not refill
                     break
                 self._submit(_Story(plan))
                 open_stories += 1
@@ -220,7 +263,8 @@ class Chain:
         last = story.stage == len(self.recipe.stages) - 1
         return Steer(config, ((p.noun, "noun"), (p.verb, "verb"), (p.adjective, "adjective")),
                      key_sentence=story.outputs.get("key_sentence", "") if last and self.has_key_sentence else "",
-                     unfit_words=getattr(self.vocab, "unfit_words", ()), dialogue=last and "Dialogue" in p.features)
+                     unfit_words=getattr(self.vocab, "unfit_words", ()), dialogue=last and "Dialogue" in p.features,
+                     cut_checks=self.cut_checks)
 
     def _ask_judge(self, story: _Story) -> None:
         """The next judge question of a story. Questions go one after another on one judge
@@ -236,6 +280,7 @@ class Chain:
                 tag=story,
                 session=("judge", story.plan.id),
                 grammar=GRAMMAR,
+                keep_logits=True,  # the first answer token's logits: the judge score
             )
         )
 
@@ -276,7 +321,7 @@ class Chain:
             reason = checks.first_failure(story.draft, self.text_checks)
             if reason is None:
                 if self.judge is not None:
-                    story.verdicts, story.asked = {}, 0
+                    story.verdicts, story.scores, story.asked = {}, {}, 0
                     self._ask_judge(story)
                     return None
                 return self._final(story)
@@ -290,7 +335,9 @@ class Chain:
         story.completion_tokens += result.completion_tokens
         if result.error:
             return self._retry_or_reject(story, f"engine: {result.error}", fatal=True)
-        story.verdicts[self.judge.labels[story.asked]] = result.text.strip().lower()
+        label = self.judge.labels[story.asked]
+        story.verdicts[label] = result.text.strip().lower()
+        story.scores[label] = judge_score(result.logits, self.answer_ids)
         story.asked += 1
         if story.asked < len(self.judge.labels):
             self._ask_judge(story)
@@ -315,7 +362,7 @@ class Chain:
             # Retry only the stage that failed, with a fresh seed: earlier stages passed.
             story.failed.append(reason.split(":")[0])
             story.attempt += 1
-            story.draft, story.verdicts = None, None
+            story.draft, story.verdicts, story.scores = None, None, None
             self._submit(story)
             return None
         return self._outcome(story, reason)
@@ -352,6 +399,7 @@ class Chain:
             judge_completion_tokens=story.judge_completion_tokens,
             failed=tuple(story.failed),
             forced_tokens=story.forced_tokens,
+            scores=dict(story.scores) if story.scores is not None and story.draft is not None else None,
         )
 
 

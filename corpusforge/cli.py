@@ -75,7 +75,7 @@ class JudgePolicy(str, Enum):
 
 @app.command()
 def build(
-    n: Annotated[int, typer.Option("--n", help="Number of stories to plan (kept + rejected).")],
+    n: Annotated[int, typer.Option("--n", help="Number of stories to keep (train + validation + test): a rejected plan is replaced by a new one with the same labels.")],
     out: Annotated[Path, typer.Option(help="Output folder: data/, rejects/, README.md, corpusforge.json.")],
     model: Annotated[list[str], typer.Option(help="GGUF path, catalog name (`corpusforge models`) or hf://owner/repo/file.gguf, with an optional :WEIGHT; repeat for several models (each story's model is drawn by seed and weight). Default: the catalog's default model.")] = [],
     seed: Annotated[int, typer.Option(help="Build seed: same seed + settings = same plans and rows.")] = _D["seed"],
@@ -93,6 +93,8 @@ def build(
     judge_model: Annotated[Optional[str], typer.Option(help="Judge with this model instead (path, catalog name or hf://).")] = None,
     judge_policy: Annotated[JudgePolicy, typer.Option(help="record: store verdicts; reject: retry, then reject, stories the judge says lack a requested feature.")] = JudgePolicy(_D["judge_policy"]),
     max_attempts: Annotated[int, typer.Option(help="Tries per story before it goes to the rejects split.")] = _D["max_attempts"],
+    replace: Annotated[bool, typer.Option("--replace/--no-replace", help="Replace each rejected plan so --n stories are kept (default); --no-replace: --n counts plans, kept or rejected.")] = _D["replace"],
+    max_plans_factor: Annotated[float, typer.Option(help="Budget: stop (resumable) once more than this many plans are needed per kept story.")] = _D["max_plans_factor"],
     shard_size: Annotated[int, typer.Option(help="Rows planned per parquet shard.")] = _D["shard_size"],
     parallel: Annotated[int, typer.Option(help="Sequences decoded together (continuous batching).")] = _D["parallel"],
     n_ctx: Annotated[Optional[int], typer.Option(help="Context tokens per sequence (default: sized from the recipe).")] = None,
@@ -134,6 +136,7 @@ def build(
             validation_fraction=validation_fraction, test_fraction=test_fraction, split_key=split_key.value,
             dedup=dedup, dedup_threshold=dedup_threshold, shingle_size=shingle_size, judge=judge,
             judge_model=judge_model, judge_policy=judge_policy.value, push_to=push_to, private=private,
+            replace=replace, max_plans_factor=max_plans_factor,
         )
         summary = run_build(config, None if quiet else RichReporter())
         if quiet and summary.push is not None and summary.push.unsent:
@@ -312,14 +315,15 @@ def eval_labels(
     out: Annotated[Path, typer.Argument(help="A build folder.")],
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Where to write the results (default: OUT/eval_labels.json).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the hold-out by word triple (used when there is no validation split).")] = 0,
+    test_on: Annotated[Optional[Path], typer.Option(help="Score on the test part of a labelled story set written apart from the corpus (e.g. eval/gold; format in corpusforge/gold.py), training on train + validation.")] = None,
 ):
-    """Train a TF-IDF + logistic-regression classifier per feature on train, score it on validation."""
+    """Train a TF-IDF + logistic-regression classifier per feature on train, score it on validation (or --test-on a labelled set)."""
     from rich.console import Console
 
     from .evallabels import evaluate_labels, render_table, write_json
 
     try:
-        result = evaluate_labels(out, seed=seed)
+        result = evaluate_labels(out, seed=seed, test_on=test_on)
         if result["partial"]:
             warn(result["partial"])
         Console().print(render_table(result))

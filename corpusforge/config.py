@@ -13,6 +13,7 @@ from pathlib import Path
 from .dedup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD
 from .engine.base import SamplingParams
 from .errors import CorpusforgeError
+from .replace import STRIDE
 
 DEFAULT_PARALLEL = 32  # bench sweeps on 2 cores: 32 and 64 tie within noise (see README); 32 needs half the KV memory
 
@@ -68,6 +69,11 @@ class BuildConfig:
     judge: bool = False
     judge_model: str | None = None
     judge_policy: str = "record"
+    # --n counts kept stories: a rejected plan is replaced (corpusforge/replace.py). False
+    # (--no-replace) is the old meaning: --n plans, however many are kept.
+    replace: bool = True
+    # The budget: stop when the build would need more than this many plans per kept story.
+    max_plans_factor: float = 4.0
     push_to: str | None = None
     private: bool = False
 
@@ -85,6 +91,8 @@ class BuildConfig:
                 raise CorpusforgeError(f"{flag} {rule}", f"pass a valid {flag}")
 
         need(self.n >= 1, "--n", f"must be at least 1 (got {self.n})")
+        need(self.n < STRIDE, "--n", f"must be below {STRIDE:,} (ids past it name replacement plans)")
+        need(self.max_plans_factor >= 1, "--max-plans-factor", f"must be 1 or more (got {self.max_plans_factor:g})")
         need(self.seed >= 0, "--seed", "must be 0 or more")
         need(self.shard_size >= 1, "--shard-size", "must be at least 1")
         need(self.max_attempts >= 1, "--max-attempts", "must be at least 1")
@@ -150,6 +158,7 @@ class BuildConfig:
             "sampling": asdict(self.sampling),
             "max_tokens": dict(max_tokens),
             "parallel": self.parallel,
+            "replace": self.replace,
             "plan": {"balance": self.balance, "validation_fraction": self.validation_fraction,
                      "test_fraction": self.test_fraction, "split_key": self.split_key},
             "dedup": {"threshold": self.dedup_threshold, "shingle": self.shingle_size} if self.dedup else None,

@@ -37,8 +37,10 @@ def _prf(y_true: list[int], y_pred: list[int]) -> dict:
     return {"precision": precision, "recall": recall, "f1": f1, "accuracy": accuracy}
 
 
-def evaluate_labels(out: Path, seed: int = 0) -> dict:
-    """Per-feature precision/recall/F1 on validation with baselines, as a JSON-ready dict."""
+def evaluate_labels(out: Path, seed: int = 0, test_on: Path | None = None) -> dict:
+    """Per-feature precision/recall/F1 with baselines, as a JSON-ready dict: on the corpus's
+    validation split, or with `test_on`, on the test part of a labelled set written apart from
+    the corpus (eval/gold), training on all of train and validation."""
     require("sklearn", "eval", "eval-labels")
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -47,8 +49,19 @@ def evaluate_labels(out: Path, seed: int = 0) -> dict:
     # TF-IDF needs every training text at once; stories are short, so this is text-sized memory.
     train, valid = [], []
     for split, r in corpus.iter_rows(("train", "validation"), ("story", "features", "words")):
-        train.append(r) if split == "train" else valid.append(r)
-    if valid:
+        train.append(r) if split == "train" or test_on is not None else valid.append(r)
+    names = list(corpus.feature_names)
+    if test_on is not None:
+        from .gold import load_labelled
+
+        gold = load_labelled(test_on)
+        valid = gold.part("test")
+        names = [f for f in names if f in gold.labels]
+        if not names:
+            raise CorpusforgeError(f"{gold.path} labels none of the corpus's features ({', '.join(corpus.feature_names)})",
+                                   "test on a set labelled for the same features")
+        scheme = f"the test part of {gold.path} ({len(valid)} stories written apart from the corpus)"
+    elif valid:
         scheme = "validation split"
     else:
         scheme = f"hold-out of {HOLDOUT:.0%} of word triples (seed {seed}), no validation split"
@@ -62,7 +75,7 @@ def evaluate_labels(out: Path, seed: int = 0) -> dict:
     x_train = vec.fit_transform([r["story"] or "" for r in train])
     x_valid = vec.transform([r["story"] or "" for r in valid])
     labels = {}
-    for name in corpus.feature_names:
+    for name in names:
         y_train = [int(name in (r["features"] or [])) for r in train]
         y_valid = [int(name in (r["features"] or [])) for r in valid]
         pos_train, pos_valid = sum(y_train), sum(y_valid)
@@ -84,6 +97,7 @@ def evaluate_labels(out: Path, seed: int = 0) -> dict:
             "chance_f1": 2 * p_train * p_valid / (p_train + p_valid) if p_train + p_valid else 0.0,
         }
     return {"out": str(Path(out)), "partial": corpus.partial, "scheme": scheme, "seed": seed,
+            "test_on": None if test_on is None else str(test_on),
             "model": "TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True) + LogisticRegression(class_weight='balanced')",
             "labels": labels}
 

@@ -171,12 +171,15 @@ def read_manifest(out: Path) -> dict:
 
 
 def build_progress(out: Path, manifest: dict) -> tuple[int, int, bool]:
-    """(stories in parquet shards, stories planned, journals left): a build is finished when
-    every planned story is in a shard and no journal is open. Rows come from parquet footers."""
+    """(stories done, stories asked for, journals left): a build is finished when --n stories
+    are done and no journal is open. Done means kept (in data/) when rejects are replaced (the
+    default), every row when they are not (--no-replace). Rows come from parquet footers."""
     import pyarrow.parquet as pq
 
     out = Path(out)
-    done = sum(pq.read_metadata(path).num_rows for rel, path in _local_shards(out))
+    kept_only = manifest.get("fingerprint", {}).get("replace", False)
+    done = sum(pq.read_metadata(path).num_rows for rel, path in _local_shards(out)
+               if not (kept_only and rel.startswith("rejects/")))
     journals = any((out / STATE_DIR / "journal").glob("*.jsonl"))
     return done, int(manifest["n"]), journals
 

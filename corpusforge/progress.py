@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+from .replace import MAX_GENERATIONS
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -60,13 +62,17 @@ class RichReporter:
 
 def final_line(summary) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in summary.reasons.most_common()) or "none"
+    counted = "planned" if getattr(summary, "counts_plans", True) else "kept"
     line = (
-        f"done: {summary.done:,} of {summary.n:,} stories ({summary.kept:,} kept, {summary.rejected:,} rejected: {reasons}) "
+        f"done: {summary.done:,} of {summary.n:,} stories {counted} (this run {summary.kept:,} kept, "
+        f"{summary.rejected:,} rejected: {reasons}) "
         f"in {summary.seconds:.0f}s, {summary.stories_per_minute:.1f} stories/min, {summary.tokens_per_second:.0f} generated tok/s, "
         f"prompt tokens evaluated {summary.prompt_tokens_evaluated:,} / reused {summary.prompt_tokens_reused:,}"
     )
     if summary.judge_tokens:
         line += f", judge {summary.judge_share:.1%} of tokens"
+    if getattr(summary, "unfilled", 0):
+        line += f", {summary.unfilled:,} stories never kept in {MAX_GENERATIONS} plans each"
     if summary.moved_duplicates:
         line += f", {summary.moved_duplicates:,} cross-shard duplicates moved to rejects"
     return line

@@ -56,6 +56,8 @@ class RowSchema:
                 "dale_chall": f32,
                 "judged_features": labels,
                 "judge_answers": string,  # JSON {feature: "yes"|"no"} of every question asked; "" without a judge
+                # JSON {feature: log P(yes) - log P(no) at the first answer token}; "" without a judge
+                "judge_scores": string,
                 "reject_reason": string,
                 "model": string,
                 "model_sha256": string,

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .errors import OutputError
+from .replace import slot_of
 from .schema import KEPT_SPLITS, SPLIT_DIRS, RowSchema
 from .shardstats import shard_stats
 
@@ -72,9 +73,10 @@ class Store:
         return max(1, math.ceil(self.n / self.shard_size))
 
     def shard_of(self, story_id: int) -> int:
-        return story_id // self.shard_size
+        return slot_of(story_id) // self.shard_size  # a replacement stays in its slot's shard
 
     def shard_ids(self, shard: int) -> range:
+        """The shard's slots: the ids of their first plans (replacements add STRIDE multiples)."""
         return range(shard * self.shard_size, min((shard + 1) * self.shard_size, self.n))
 
     def shard_path(self, split: str, shard: int) -> Path:
@@ -116,10 +118,8 @@ class Store:
             for i in _read_ids(path):
                 done[i] = split
         for path in sorted(self.journals.glob("shard-*.jsonl")):
-            shard = int(path.stem.split("-")[1])
             rows = read_journal(path, repair=True)
-            ids = self.shard_ids(shard)
-            if all(i in done for i in ids) and ids:
+            if rows and all(r["id"] in done for r in rows):
                 path.unlink()  # compacted already; the crash came before the journal was removed
                 continue
             for r in rows:

@@ -527,6 +527,8 @@ def compute_stats(out: Path, vocab: Path | None = None) -> dict:
         "out": str(Path(out)),
         "planned": corpus.planned,
         "partial": corpus.partial,
+        # Token totals over every run of the build (the manifest keeps them): judge share included.
+        "tokens": corpus.manifest.get("tokens"),
         "rows": all_n,
         "kept": kept_n,
         "splits": {s: split_rows[s] for s in SPLITS},

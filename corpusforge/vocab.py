@@ -34,7 +34,7 @@ UNFIT_FILE = "unfit.txt"
 RESERVED_NAMES: frozenset[str] = frozenset({
     "noun", "verb", "adjective", "features", "feature_phrases", "axis_phrases", "axis_labels",
     "summary", "key_sentence", "story", "id", "words", "model", "model_sha256", "split", "seed",
-    "attempt", "recipe", "judged_features", "judge_answers", "reject_reason", "has_dialogue",
+    "attempt", "recipe", "judged_features", "judge_answers", "judge_scores", "reject_reason", "has_dialogue",
     "once_upon_a_time", "word_count", "sentence_count", "paragraph_count", "flesch_reading_ease",
     "flesch_kincaid_grade", "dale_chall", "prompt_tokens", "completion_tokens", "generation",
     "corpusforge_version", "template_sha256",

@@ -39,7 +39,7 @@ def run(models: list[Path], n: int, threads: int, tag: str, workers: int = 1) ->
     out = SCRATCH / tag
     shutil.rmtree(out, ignore_errors=True)
     config = BuildConfig(n=n, model=tuple(str(m) for m in models), out=out, n_threads=threads, workers=workers,
-                         shard_size=n // max(1, workers), **LENIENT)
+                         shard_size=n // max(1, workers), replace=False, **LENIENT)  # n plans: a fixed workload
     t0 = time.monotonic()
     summary = build(config)
     return time.monotonic() - t0, summary.seconds

@@ -141,7 +141,8 @@ def run_arm(name: str, model: Path, n: int, seed: int, threads: int, recipe: str
         shutil.rmtree(out, ignore_errors=True)
     # Otherwise an interrupted arm resumes where it stopped (the build refuses other settings).
     config = BuildConfig(n=n, model=(str(model),), out=out, seed=seed, recipe=recipe, n_threads=threads,
-                         steer_off=steer_off, dedup=False, max_attempts=3, shard_size=SHARD)
+                         steer_off=steer_off, dedup=False, max_attempts=3, shard_size=SHARD,
+                         replace=False)  # --n counts plans here: the keep rate is what is measured
     t0 = time.monotonic()
     summary = build(config)
     result = measure(out, n, tokenizer, summary.seconds)

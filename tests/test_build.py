@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -146,9 +147,11 @@ def test_same_seed_and_settings_give_identical_rows(built, tiny_model, tmp_path)
 def test_a_strict_build_sends_gibberish_to_rejects_with_reasons(tiny_model, tmp_path):
     # Every check is on. Which one fails first depends on the text the CPU draws, but none can
     # pass: 60 story tokens (plus an inserted key sentence of at most 48) never make 200 words.
+    # --no-replace: --n counts plans, so the six rejects end the build (test_replace.py has the
+    # budget refusal a hopeless build gets by default).
     out = tmp_path / "strict"
     cli("build", "--n", "6", "--model", str(tiny_model), "--out", str(out), "--parallel", "3", "--threads", "2",
-        "--max-attempts", "1", "--max-tokens", "story=60", "--min-words", "200", "--quiet")
+        "--max-attempts", "1", "--max-tokens", "story=60", "--min-words", "200", "--quiet", "--no-replace")
     ds = load_dataset(str(out))
     assert set(ds) == {"rejects"} and sorted(ds["rejects"]["id"]) == list(range(6))
     assert all(r.split(":")[0] in {*CHECKS, "duplicate"} for r in ds["rejects"]["reject_reason"])
@@ -247,6 +250,13 @@ def test_the_judge_always_parses_on_the_random_weight_model_and_reaches_the_parq
         answers = json.loads(r["judge_answers"])
         assert list(answers) == judged and set(answers.values()) <= {"yes", "no"}
         assert sorted(names[i] for i in r["judged_features"]) == sorted(k for k, v in answers.items() if v == "yes")
+        # A score per question from the real logits: a finite yes-minus-no log-odds.
+        scores = json.loads(r["judge_scores"])
+        assert list(scores) == judged and all(isinstance(v, float) and math.isfinite(v) for v in scores.values())
+    # The judge's share is stored, not only printed: in the manifest and in stats.json.
+    tokens = json.loads((out / "corpusforge.json").read_text())["tokens"]
+    assert tokens["judge"] > 0 and 0 < tokens["judge_share"] < 1
+    assert json.loads((out / "stats.json").read_text())["tokens"] == tokens
     # The judge's cost is reported; the console wraps the summary at 80 columns wherever the
     # numbers put the line ends, so whitespace is collapsed first.
     assert re.search(r"judge \d+\.\d% of tokens", " ".join(proc.stderr.split()))
@@ -256,7 +266,8 @@ def test_a_separate_judge_model_judges_and_is_pinned_in_the_manifest(tiny_model,
     """Real llama.cpp: stories from one tiny model, verdicts from another (its own engine)."""
     out = tmp_path / "judge-model"
     cli("build", "--n", "6", "--model", str(tiny_model), "--judge-model", str(second_model), "--judge-policy", "reject",
-        "--out", str(out), "--parallel", "3", "--threads", "2", "--max-tokens", "story=50", "--quiet", *LENIENT)
+        "--out", str(out), "--parallel", "3", "--threads", "2", "--max-tokens", "story=50", "--quiet", *LENIENT,
+        "--no-replace")  # the random judge says "no" at random: ids 0-5 are the plans, kept or not
     judge = json.loads((out / "corpusforge.json").read_text())["fingerprint"]["judge"]
     assert judge["model"]["sha256"] == hashlib.sha256(second_model.read_bytes()).hexdigest()
     assert judge["policy"] == "reject"

@@ -21,7 +21,7 @@ TEXT_CHECKS = ("words", "key_sentence", "dialogue", "truncated", "length", "task
 def config(model, out, **changes) -> BuildConfig:
     base = dict(n=6, model=(str(model),), out=out, seed=5, parallel=4, n_threads=2, shard_size=6,
                 skip_checks=TEXT_CHECKS, max_attempts=1, max_tokens={"summary": 24, "key_sentence": 16, "story": 48},
-                dedup=False)
+                dedup=False, replace=False)  # --n counts plans: random text is rejected at random
     return BuildConfig(**{**base, **changes})
 
 

@@ -179,3 +179,13 @@ def test_a_bad_dedup_threshold_is_refused(bad):
 
     with pytest.raises(CorpusforgeError):
         DedupIndex(threshold=bad)
+
+
+def test_skip_check_reaches_the_mid_stream_cut_of_the_story_stage():
+    # The cut applies loop/task-talk/unfit/length early; a check turned off must not cut either.
+    engine = FakeEngine(answerer())
+    chain = Chain(engine, RECIPE, VOCAB, check_list=checks.text_checks(skip={"loop", "unfit"}))
+    assert chain.cut_checks == {"length", "task_talk"}
+    story = chain._steer(type("S", (), {"plan": plans(1)[0], "stage": 2, "outputs": {"key_sentence": "Hi."}})())
+    assert story.cut_checks == {"length", "task_talk"}
+    assert Chain(engine, RECIPE, VOCAB).cut_checks == {"length", "task_talk", "loop", "unfit"}

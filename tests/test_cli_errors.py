@@ -114,7 +114,7 @@ def test_empty_vocab_file_is_refused_with_its_name(empty_nouns_vocab, tiny_model
 def test_output_folder_with_a_different_build_is_refused_and_left_untouched(tiny_model, tmp_path):
     out = tmp_path / "corpus"
     base = ["build", "--n", "4", "--model", str(tiny_model), "--out", str(out), "--parallel", "2", "--threads", "2",
-            "--max-attempts", "1", "--max-tokens", "story=40", "--quiet"]
+            "--max-attempts", "1", "--max-tokens", "story=40", "--no-replace", "--quiet"]
     assert run(*base).returncode == 0
     before = snapshot(out)
     proc = run(*base[:-1], "--seed", "9", "--temperature", "0.5", "--quiet")

@@ -40,7 +40,10 @@ def constant_recipe(tmp_path) -> Path:
 def build(model, out, recipe, *extra):
     cmd = [sys.executable, "-m", "corpusforge", "build", "--n", "16", "--model", str(model), "--out", str(out),
            "--recipe", str(recipe), "--shard-size", "4", "--parallel", "4", "--threads", "2", "--temperature", "0",
-           "--max-attempts", "2", "--quiet", *skip_args(), "--validation-fraction", "0", "--test-fraction", "0", *extra]
+           "--max-attempts", "2", "--quiet", *skip_args(), "--validation-fraction", "0", "--test-fraction", "0",
+           # One constant prompt, greedy: a replacement would repeat the same duplicate, so --n
+           # counts plans here and the duplicates stay in rejects.
+           "--no-replace", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -75,7 +78,7 @@ def test_dedup_index_is_rebuilt_from_finished_shards_on_resume(tiny_model, const
     subprocess.run([sys.executable, "-m", "corpusforge", "build", "--n", "8", "--model", str(tiny_model), "--out", str(out),
                     "--recipe", str(constant_recipe), "--shard-size", "4", "--parallel", "4", "--threads", "2",
                     "--temperature", "0", "--max-attempts", "2", "--quiet", *skip_args(),
-                    "--validation-fraction", "0", "--test-fraction", "0"], check=True, timeout=900)
+                    "--validation-fraction", "0", "--test-fraction", "0", "--no-replace"], check=True, timeout=900)
     first_kept = {r["id"] for r in rows(out, "data")}
     assert first_kept, "no check judges the text: the first story is kept"
     build(tiny_model, out, constant_recipe)
@@ -129,8 +132,9 @@ def test_a_duplicate_of_a_story_the_driver_moved_names_the_kept_original(tiny_mo
     script = [(1, [(2, same, None), (3, other[3], None)]),  # worker B
               (0, [(0, same, None), (1, other[1], None)]),  # worker A, beside B
               (2, [(4, same, "duplicate:0"), (5, other[5], None)])]  # worker A again, its index holds 0
+    # --no-replace: the script is a fixed replay of what the workers wrote, with no replacements.
     p = prepare(BuildConfig(n=6, model=str(tiny_model), out=tmp_path / "corpus", shard_size=2,
-                            validation_fraction=0, test_fraction=0))
+                            validation_fraction=0, test_fraction=0, replace=False))
     summary = run(p, ScriptedWorkers(p, script))
     assert summary.moved_duplicates == 1
     kept, rejects = rows(tmp_path / "corpus", "data"), rows(tmp_path / "corpus", "rejects")

@@ -33,7 +33,7 @@ def test_outcomes_reasons_and_duplicate_rates_are_split_per_model():
     # b.gguf: 1 rejected for length, 1 kept after a length retry; no duplicates.
     s.add(Event(3, 1, "length: 2 words", 100, 60, 50, failed=("length",)), "b.gguf", 4.0)
     s.add(Event(4, 1, None, 100, 60, 50, judge_tokens=30, failed=("length",)), "b.gguf", 5.0)
-    assert (s.kept, s.rejected, s.done) == (3, 2, 5)
+    assert (s.kept, s.rejected, s.done, s.plans) == (3, 2, 3, 5)  # --n counts kept stories; plans are all five
     assert dict(s.reasons) == {"duplicate": 1, "length": 1}
     a, b = s.models["a.gguf"], s.models["b.gguf"]
     assert (a.kept, a.rejected, a.attempts, a.duplicates) == (2, 1, 5, 3)  # 3 of 5 attempts were duplicates

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from corpusforge.replace import slot_of
 import pytest
 from datasets import load_dataset
 
@@ -76,11 +78,15 @@ def kill_when(cmd: list[str], condition, timeout: float = 300) -> int:
 
 
 def assert_complete(out: Path, n: int) -> None:
+    # --n counts kept stories: one kept story per slot 0..n-1, and every id (a slot's first plan
+    # or a replacement of a rejected one, id + k * 10^9) exactly once.
     ids = done_ids(out)
-    assert sorted(ids) == list(range(n)), "every id exactly once"
+    assert len(ids) == len(set(ids)), "every id exactly once"
+    kept = [i for p in (out / "data").glob("*.parquet") for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
+    assert sorted(slot_of(i) for i in kept) == list(range(n)), "one kept story per slot"
     assert not list(out.rglob("*.tmp"))
     ds = load_dataset(str(out))
-    assert sorted(i for split in ds.values() for i in split["id"]) == list(range(n))
+    assert sorted(i for split in ds.values() for i in split["id"]) == sorted(ids)
 
 
 def test_kill_9_at_several_points_then_resume_ends_with_exactly_n_ids(tiny_model, tmp_path):

@@ -567,7 +567,7 @@ def test_reserved_names_are_every_column_and_plan_variable():
     assert RESERVED_NAMES == {
         "noun", "verb", "adjective", "features", "feature_phrases", "axis_phrases", "axis_labels", "summary",
         "key_sentence", "story", "id", "words", "model", "model_sha256", "split", "seed", "attempt", "recipe",
-        "judged_features", "judge_answers", "reject_reason", "has_dialogue", "once_upon_a_time", "word_count",
+        "judged_features", "judge_answers", "judge_scores", "reject_reason", "has_dialogue", "once_upon_a_time", "word_count",
         "sentence_count", "paragraph_count", "flesch_reading_ease", "flesch_kincaid_grade", "dale_chall",
         "prompt_tokens", "completion_tokens", "generation", "corpusforge_version", "template_sha256",
         "feature", "pair",  # the kinds of the per-shard statistics keys (feature:X, pair:A+B)

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Protocol
 
 from .. import __version__, checks
-from ..chain import Chain, Outcome
+from ..chain import Chain, Feed, Outcome
 from ..config import BuildConfig
 from ..judge import MAX_TOKENS, Judge
 from ..recipes import Recipe
+from ..replace import STRIDE, next_id, pending, replacement_plan, slot_of
 from ..sampler import PlanOptions, StoryPlan, plan
 from ..schema import RowSchema, generation_json
 from ..shards import Store
@@ -48,7 +49,13 @@ class Prepared:
     judge_model: ModelRef | None = None  # None: each story's own model judges it
 
     def plan(self, index: int) -> StoryPlan:
-        return plan(self.vocab, self.config.seed, index, self.options)
+        """Story `index`'s plan; a replacement id (past STRIDE) keeps its slot's labels."""
+        fresh = plan(self.vocab, self.config.seed, index, self.options)
+        if index < STRIDE:
+            return fresh
+        o = self.options
+        return replacement_plan(plan(self.vocab, self.config.seed, slot_of(index), o), fresh,
+                                o.validation_fraction, o.test_fraction, o.split_key)
 
 
 @dataclass(slots=True)
@@ -106,6 +113,7 @@ def make_row(p: Prepared, o: Outcome) -> dict:
         "dale_chall": float(m["dale_chall"]),
         "judged_features": o.judged_features(),
         "judge_answers": o.judge_answers(),
+        "judge_scores": o.judge_scores(),
         "reject_reason": o.reason or "",
         "model": model.name,
         "model_sha256": model.sha256,
@@ -244,11 +252,17 @@ class ShardWork:
         done = store.shard_done(shard)
         if self.dedup is not None:
             self.dedup.sync(store, shard)
-        plans = [self.p.plan(i) for i in store.shard_ids(shard) if i not in done]
+        replace = self.p.config.replace
+        plans = [self.p.plan(i) for i in pending(store.shard_ids(shard), done, replace)]
         for m, chain in enumerate(self.chains):
-            for o in chain.run(pl for pl in plans if pl.model == m):
+            # A rejected story's replacement joins the same run at once, so freed sequences
+            # are filled while the rest of the shard is still being written.
+            feed = Feed(pl for pl in plans if pl.model == m)
+            for o in chain.run(feed):
                 split = o.plan.split if o.reason is None else "rejects"
                 store.append(make_row(self.p, o), split)
+                if o.reason is not None and replace and (nxt := next_id(o.plan.id)) is not None:
+                    feed.add(self.p.plan(nxt))
                 yield Event(o.plan.id, m, o.reason, o.prompt_tokens, o.prompt_tokens_reused, o.completion_tokens,
                             o.judge_prompt_tokens + o.judge_completion_tokens, o.failed)
         store.close_journal(shard)

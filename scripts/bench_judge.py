@@ -1,0 +1,168 @@
+"""The judge measured on the gold set (eval/gold): can SmolLM2-135M-Instruct tell which stories have a feature?
+
+For every judged feature and every gold story, the recipe's own judge question is put to the
+model and the logits of its first answer token are read (no sampling, so the figures are
+exact). Three verifiers per feature, all scored on the gold set's test part only:
+
+- grammar:   what the build's judge answers under its yes/no grammar, greedily: "yes" when the
+             logit of "yes" beats that of "no" (lowercase, as the grammar allows);
+- margin:    log P(yes or Yes) - log P(no or No), with the threshold that maximises F1 on the
+             dev part, applied unchanged to the test part;
+- two-shot:  the same margin and dev threshold, with one positive and one negative dev story
+             (each with its answer) as earlier turns of the conversation.
+
+Baselines beside them: always "yes" (F1 at the test share) and the rule check for Dialogue
+(quoted speech, corpusforge.checks). F1 gets a 95% bootstrap interval (2,000 resamples of the
+test stories, seed 0).
+
+    python scripts/bench_judge.py            # -> bench/judge.json, and a table
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from corpusforge import checks  # noqa: E402
+from corpusforge.gold import load_labelled  # noqa: E402
+from corpusforge.judge import load_judge  # noqa: E402
+from corpusforge.models import resolve_model, sha256_file  # noqa: E402
+from corpusforge.recipes import load_recipe  # noqa: E402
+from corpusforge.vocab import load_vocab  # noqa: E402
+
+
+def prf(y: np.ndarray, pred: np.ndarray) -> dict:
+    tp, fp, fn = int((y & pred).sum()), int((~y & pred).sum()), int((y & ~pred).sum())
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0,
+            "accuracy": float((y == pred).mean())}
+
+
+def f1_interval(y: np.ndarray, pred: np.ndarray, rounds: int = 2000, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), size=(rounds, len(y)))
+    f1s = [prf(y[i], pred[i])["f1"] for i in idx]
+    return [float(np.percentile(f1s, 2.5)), float(np.percentile(f1s, 97.5))]
+
+
+def best_threshold(y: np.ndarray, score: np.ndarray) -> float:
+    """The threshold on `score` that maximises F1 on (y, score): midpoints between sorted scores."""
+    s = np.sort(np.unique(score))
+    cuts = np.concatenate([[s[0] - 1], (s[:-1] + s[1:]) / 2, [s[-1] + 1]])
+    return float(max(cuts, key=lambda t: (prf(y, score > t)["f1"], -abs(t))))
+
+
+def scored(y: np.ndarray, pred: np.ndarray, **extra) -> dict:
+    return {**prf(y, pred), "f1_95": f1_interval(y, pred), **extra}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gold", type=Path, default=ROOT / "eval" / "gold")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "judge.json")
+    ap.add_argument("--package", action="store_true",
+                    help="also write corpusforge/judge_gold.json: the figures the dataset card quotes for this judge model")
+    args = ap.parse_args()
+
+    from corpusforge.engine.llamacpp import LlamaEngine
+
+    gold = load_labelled(args.gold)
+    vocab = load_vocab()
+    recipe = load_recipe("tinystories-instruct", axis_names=tuple(a.name for a in vocab.axes))
+    judge = load_judge(recipe, vocab.features)
+    path = resolve_model(args.model)
+    dev, test = gold.part("dev"), gold.part("test")
+    t0 = time.monotonic()
+    with LlamaEngine(path, parallel=1, n_threads=args.threads, prefix_slots=1) as eng:
+        eng.start(2048)
+        ids = {w: eng.tokenize(w, add_special=False)[0] for w in ("yes", "Yes", "no", "No")}
+
+        def answer_logits(label: str, rows: list[dict], shots: list[tuple[dict, str]]) -> np.ndarray:
+            def prompt(story: str) -> str:
+                msgs = []
+                for ex, said in shots:
+                    msgs += [{"role": "user", "content": judge.message(label, ex["story"])},
+                             {"role": "assistant", "content": said}]
+                return eng.format_prompt(msgs + [{"role": "user", "content": judge.message(label, story)}])
+
+            # The text every question of this label shares (chat header, the shots, the question's
+            # opening) is evaluated once and its KV copied, as the build's judge does.
+            a, b = prompt("One day a cat sat."), prompt("Zoe ran home fast.")
+            prefix = a[: next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))]
+            out = []
+            for r in rows:
+                row = eng.prompt_logits(prompt(r["story"]), prefix=prefix)
+                out.append([row[ids[w]] for w in ("yes", "Yes", "no", "No")])
+            return np.array(out, dtype=np.float64)
+
+        results: dict = {}
+        for label in judge.labels:
+            y_dev = np.array([gold.has(r, label) for r in dev], dtype=bool)
+            y_test = np.array([gold.has(r, label) for r in test], dtype=bool)
+            pos = next(r for r in dev if gold.has(r, label))
+            neg = next(r for r in dev if not gold.has(r, label))
+            entry = {"test": len(test), "test_positive": int(y_test.sum()), "dev": len(dev), "dev_positive": int(y_dev.sum()),
+                     "always_yes": scored(y_test, np.ones_like(y_test))}
+            for name, shots in (("zero_shot", []), ("two_shot", [(pos, "yes"), (neg, "no")])):
+                dev_l = answer_logits(label, dev, shots)
+                test_l = answer_logits(label, test, shots)
+                margin = lambda a: np.logaddexp(a[:, 0], a[:, 1]) - np.logaddexp(a[:, 2], a[:, 3])  # noqa: E731
+                t = best_threshold(y_dev, margin(dev_l))
+                entry[name] = {
+                    "grammar": scored(y_test, test_l[:, 0] > test_l[:, 2], says_yes=float((test_l[:, 0] > test_l[:, 2]).mean()),
+                                      dev_f1=prf(y_dev, dev_l[:, 0] > dev_l[:, 2])["f1"]),
+                    "margin": scored(y_test, margin(test_l) > t, threshold=t,
+                                     dev_f1=prf(y_dev, margin(dev_l) > t)["f1"]),
+                }
+                print(f"{label:>14} {name:>9}: grammar F1 {entry[name]['grammar']['f1']:.2f} "
+                      f"(says yes {entry[name]['grammar']['says_yes']:.0%}), margin F1 {entry[name]['margin']['f1']:.2f} "
+                      f"[{entry[name]['margin']['f1_95'][0]:.2f}, {entry[name]['margin']['f1_95'][1]:.2f}], "
+                      f"always-yes F1 {entry['always_yes']['f1']:.2f}", flush=True)
+            results[label] = entry
+    y = np.array([gold.has(r, "Dialogue") for r in test], dtype=bool)
+    rule = np.array([bool(checks.has_dialogue(r["story"])) for r in test], dtype=bool)
+    out = {
+        "gold": str(args.gold.relative_to(ROOT)) if args.gold.is_relative_to(ROOT) else str(args.gold),
+        "gold_rows": len(gold.rows), "dev": len(dev), "test": len(test),
+        "model": args.model, "model_sha256": sha256_file(path), "judge_templates_sha256": judge.fingerprint,
+        "features": results,
+        "dialogue_rule": {**scored(y, rule), "always_yes": scored(y, np.ones_like(y))},
+        "macro_f1_test": {
+            variant: {kind: float(np.mean([results[f][variant][kind]["f1"] for f in results])) for kind in ("grammar", "margin")}
+            for variant in ("zero_shot", "two_shot")},
+        "seconds": round(time.monotonic() - t0, 1),
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
+    }
+    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    if args.package:
+        package(out)
+    print(f"Dialogue rule: F1 {out['dialogue_rule']['f1']:.2f}; macro F1 {out['macro_f1_test']}; wrote {args.out}")
+
+
+def package(out: dict) -> None:
+    """The card's figures: what a build's judge does (the zero-shot answer under the grammar, as
+    `judged_features` holds it), and what thresholding its `judge_scores` at the dev threshold gives."""
+    path = ROOT / "corpusforge" / "judge_gold.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[out["model_sha256"]] = {
+        label: {"precision": e["zero_shot"]["grammar"]["precision"], "recall": e["zero_shot"]["grammar"]["recall"],
+                "f1": e["zero_shot"]["grammar"]["f1"], "always_yes_f1": e["always_yes"]["f1"], "test": e["test"],
+                "score_threshold": e["zero_shot"]["margin"]["threshold"], "score_f1": e["zero_shot"]["margin"]["f1"],
+                "source": "bench/judge.json"}
+        for label, e in out["features"].items()}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
