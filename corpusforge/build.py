@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -285,6 +287,7 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
             reporter.start(summary)
         t0 = time.monotonic()
         over = False
+        ctrl_c = _CtrlC()
         try:
             # A pass runs every shard with work left. A story the driver moves to rejects at
             # seal (a cross-shard duplicate) reopens its shard for a replacement: the next pass.
@@ -293,6 +296,7 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
                 items, progressed = runner.run(shards), False
                 try:
                     for item in items:
+                        ctrl_c.check()
                         progressed = True  # a pass that yields nothing would only repeat itself
                         if isinstance(item, ShardDone):
                             moved = cross.check(item.shard) if cross else {}
@@ -317,6 +321,8 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
                     getattr(items, "close", lambda: None)()  # stops workers of a pass cut short
         except KeyboardInterrupt:
             summary.interrupted = True
+        finally:
+            ctrl_c.restore()
         summary.seconds = time.monotonic() - t0
         # Every run adds its tokens to the manifest (and so to stats.json): the judge's share of
         # a build is its share over all the runs that made it.
@@ -348,6 +354,32 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
             if reporter and report is not None:
                 reporter.note(str(report))
         store.close()
+
+
+class _CtrlC:
+    """Ctrl-C as a flag as well as a KeyboardInterrupt. A SIGINT that lands while llama.cpp is
+    calling back into Python (its log callback) raises there, and ctypes swallows it ("Exception
+    ignored on calling ctypes callback"): the build ran on to the end once in CI. The flag is
+    checked after every story, so such a Ctrl-C still stops the build."""
+
+    def __init__(self):
+        self.pressed = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 TOKEN_KEYS = ("generated", "prompt_evaluated", "prompt_reused", "judge")
