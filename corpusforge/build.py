@@ -111,8 +111,19 @@ class Summary:
     @property
     def judge_share(self) -> float:
         """Judge tokens (prompt evaluated + generated) as a share of all the build's tokens."""
-        total = self.prompt_tokens_evaluated + self.generated_tokens
-        return self.judge_tokens / total if total else 0.0
+        return judge_share(self.judge_tokens, self.prompt_tokens_evaluated, self.generated_tokens)
+
+    def moved_to_rejects(self, n: int) -> None:
+        """n stories counted as kept when written, moved to rejects at seal (cross-shard duplicates)."""
+        self.moved_duplicates += n
+        self.kept -= n
+        self.rejected += n
+        self.reasons["duplicate"] += n
+
+
+def judge_share(judge: int, prompt_evaluated: int, generated: int) -> float:
+    total = prompt_evaluated + generated
+    return judge / total if total else 0.0
 
 
 class Interrupted(CorpusforgeError):
@@ -300,10 +311,7 @@ def run(p: Prepared, runner, reporter=None, sinks: list | None = None) -> Summar
                         progressed = True  # a pass that yields nothing would only repeat itself
                         if isinstance(item, ShardDone):
                             moved = cross.check(item.shard) if cross else {}
-                            summary.moved_duplicates += len(moved)
-                            summary.kept -= len(moved)  # counted as kept when written; a reject now
-                            summary.rejected += len(moved)
-                            summary.reasons["duplicate"] += len(moved)
+                            summary.moved_to_rejects(len(moved))
                             # Every move so far, not only this shard's: a worker may have named a story
                             # of its own earlier shard that the driver moved at that shard's seal.
                             files = store.seal(item.shard, cross.moved if cross else moved)
@@ -399,8 +407,7 @@ def add_tokens(before: dict, summary: Summary) -> dict:
     now = {"generated": summary.generated_tokens, "prompt_evaluated": summary.prompt_tokens_evaluated,
            "prompt_reused": summary.prompt_tokens_reused, "judge": summary.judge_tokens}
     out = {k: before.get(k, 0) + now[k] for k in TOKEN_KEYS}
-    total = out["generated"] + out["prompt_evaluated"]
-    return {**out, "judge_share": out["judge"] / total if total else 0.0}
+    return {**out, "judge_share": judge_share(out["judge"], out["prompt_evaluated"], out["generated"])}
 
 
 def _shards_to_run(store: Store, replace: bool) -> list[int]:

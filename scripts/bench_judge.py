@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from corpusforge import checks  # noqa: E402
+from corpusforge.chain import _common_text as common_text  # noqa: E402  (the build's judge prefix, the same way)
 from corpusforge.gold import load_labelled  # noqa: E402
 from corpusforge.judge import load_judge  # noqa: E402
 from corpusforge.models import resolve_model, sha256_file  # noqa: E402
@@ -98,8 +99,7 @@ def main() -> None:
 
             # The text every question of this label shares (chat header, the shots, the question's
             # opening) is evaluated once and its KV copied, as the build's judge does.
-            a, b = prompt("One day a cat sat."), prompt("Zoe ran home fast.")
-            prefix = a[: next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))]
+            prefix = common_text(prompt("One day a cat sat."), prompt("Zoe ran home fast."))
             out = []
             for r in rows:
                 row = eng.prompt_logits(prompt(r["story"]), prefix=prefix)
