@@ -25,6 +25,6 @@ cmake -S "$src/vendor/llama.cpp" -B "$scratch/llama-build" -DCMAKE_BUILD_TYPE=Re
   -DBUILD_SHARED_LIBS=OFF $(bash scripts/llama_cmake_args.sh) >/dev/null
 cmake --build "$scratch/llama-build" --target llama-server llama-batched-bench -j "${JOBS:-$(nproc)}" >/dev/null
 for tool in llama-server llama-batched-bench; do
-  cp "$scratch/llama-build/bin/$tool" "$scratch/$tool"
+  install -m 0755 "$scratch/llama-build/bin/$tool" "$scratch/$tool"  # executable even over a stale copy
 done
 echo "built $scratch/llama-server and $scratch/llama-batched-bench (llama-cpp-python $VERSION's llama.cpp)"

@@ -163,6 +163,20 @@ def test_end_at_newline_stops_a_one_line_answer_after_min_words():
     assert stops and tokenize(" the dog ran.\n\n")[stops[0]] == IDS["\n\n"]
 
 
+def test_the_text_only_detector_cuts_and_stops_streamed_text_without_forcing_anything():
+    # What scripts/bench_kept.py's llama-server client applies to a streamed answer: it has no
+    # tokenizer and cannot change logits, so the detector works on the pieces alone.
+    det = Steering.detector(SteerConfig(max_words=5, key_sentence=True), cut_checks={"length", "loop"})
+    pieces = [" the", " dog", " ran", " the", " cat", " sat", " down", "."]
+    steps = [det.after(0, piece, False) for piece in pieces]
+    assert not any(forced for forced, _, _ in steps)
+    assert any(c and c.startswith("length:") for _, c, _ in steps)
+    line = Steering.detector(SteerConfig(end_at_newline=True, min_words=2, max_words=80))
+    assert [stop for _, _, stop in (line.after(0, p, False) for p in [" the", " dog", "\n", " more"])] == [False, False, True, False]
+    skipped = Steering.detector(SteerConfig(max_words=5), cut_checks={"loop"})
+    assert not any(c for _, c, _ in (skipped.after(0, p, False) for p in pieces))
+
+
 def test_dialogue_steers_toward_an_opening_quote_until_one_is_written():
     st = steering(words=(), dialogue=True, min_words=0)
     assert logits_after(st)[IDS[' "']] > 0

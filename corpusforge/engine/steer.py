@@ -117,6 +117,14 @@ class Steering:
         return cls(spec, forms, eog, tokenize=tokenize, quotes=quotes, missing=list(range(len(spec.words))) if spec.config.words else [],
                    key_done=not (spec.config.key_sentence and spec.key_sentence.strip()))
 
+    @classmethod
+    def detector(cls, config: SteerConfig, unfit_words: tuple[str, ...] = (), cut_checks=frozenset(CUT_CHECKS)) -> Steering:
+        """Only what can be applied to text streamed from elsewhere (a server): the mid-stream
+        cut and the end at a line break, fed through `after`; nothing that changes logits.
+        scripts/bench_kept.py's llama-server client closes its stream when this fires."""
+        spec = Steer(config.off(("words", "key_sentence")), unfit_words=unfit_words, cut_checks=frozenset(cut_checks))
+        return cls.compile(spec, None, [], {})
+
     # ----- before sampling -------------------------------------------------------------
 
     def adjust(self, logits: np.ndarray) -> None:
