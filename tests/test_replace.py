@@ -5,12 +5,15 @@ engine (tests/fake_engine.py, swapped in for llama.cpp where ShardWork opens its
 need stories that are rejected or kept by construction, for chosen plans only -- the random
 tiny model cannot be told which plans to fail. The tiny model is used where the outcome is
 certain whatever it writes (a story of 40 tokens can never have 500 words) and a real process
-must run: the CLI's budget refusal.
+must run: the CLI's budget refusal. Across real `--workers` processes the fake engine is put
+in every process by a sitecustomize.py the test writes (spawned workers import nothing of the
+test process), so rejects stay chosen by construction there too.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -65,6 +68,12 @@ def normal_story(p):
     """story_text with the noun left out (the words check rejects it) when fails(p)."""
     text = story_text(p)
     return text.replace(p.noun, "thing") if fails(p) else text
+
+
+def install_fake_engine() -> None:
+    """open_engine gives the fake engine with normal_story: called by the sitecustomize.py of
+    test_two_worker_processes_..., in the build's driver and in each spawned worker."""
+    runners_base.open_engine = lambda p, model, threads=None: FakeEngine(answer_with(normal_story), parallel=4)
 
 
 @pytest.fixture
@@ -231,6 +240,29 @@ def test_a_cross_shard_duplicate_moved_at_seal_is_replaced_in_a_later_pass(tmp_p
     assert not got[19 + STRIDE]["reject_reason"]
     assert p.plan(19 + STRIDE).features == p.plan(19).features
     assert sum(not r["reject_reason"] for r in got.values()) == 32
+
+
+def test_two_worker_processes_replace_rejects_exactly_as_one_process(tmp_path, tiny_model):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nimport test_replace\ntest_replace.install_fake_engine()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+
+    def cli(out: Path, *extra: str) -> None:
+        args = [sys.executable, "-m", "corpusforge", "build", "--n", "40", "--model", str(tiny_model), "--out", str(out),
+                "--seed", "5", "--shard-size", "16", "--parallel", "4", "--max-attempts", "2", "--no-dedup",
+                "--validation-fraction", "0.1", "--test-fraction", "0.1", "--threads", "1", "--quiet", *extra]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    cli(tmp_path / "one")
+    cli(tmp_path / "two", "--workers", "2")
+    one, two = rows(tmp_path / "one"), rows(tmp_path / "two")
+    assert one == two
+    kept = [r for r in two if not r["reject_reason"]]
+    assert len(kept) == 40 and any(r["id"] >= STRIDE for r in kept), "rejects were replaced, in the workers"
+    assert sorted(slot_of(r["id"]) for r in kept) == list(range(40))
 
 
 # --- the CLI on the tiny model ----------------------------------------------------------------
