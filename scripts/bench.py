@@ -273,6 +273,20 @@ class Server:
     def peak_rss_mb(self) -> float | None:
         return peak_rss_mb(self.proc.pid)
 
+    def run_clients(self, client, count: int) -> float:
+        """`count` threads of client(port) until all return; the seconds that took. Stops early
+        (raises) if the server dies under them."""
+        threads = [threading.Thread(target=client, args=(self.port,), daemon=True) for _ in range(count)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"llama-server died:\n{self.log.read_text()[-3000:]}")
+        return time.perf_counter() - t0
+
     def __exit__(self, *exc):
         try:
             if self.proc is not None and self.proc.poll() is None:
@@ -349,16 +363,7 @@ def run_server(server_bin: Path, model: Path, fmt, recipe_name: str, budget: dic
 
     with Server(server_bin, model, parallel=parallel, n_ctx=n_ctx, threads=threads, n_batch=n_batch, n_ubatch=n_ubatch,
                 type_k=type_k, unified=unified) as server:
-        threads_ = [threading.Thread(target=client, args=(server.port,), daemon=True) for _ in range(clients)]
-        t0 = time.perf_counter()
-        for t in threads_:
-            t.start()
-        for t in threads_:
-            while t.is_alive():
-                t.join(0.5)
-                if server.proc.poll() is not None:
-                    raise RuntimeError(f"llama-server died:\n{server.log.read_text()[-3000:]}")
-        seconds = time.perf_counter() - t0
+        seconds = server.run_clients(client, clients)
         if errors:
             raise errors[0]
         metrics = server.metrics()
