@@ -44,8 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import pyarrow.parquet as pq  # noqa: E402
-
+from bench_quality import read_rows  # noqa: E402
 from bench import SCRATCH, Server, in_child, machine, peak_rss_mb, run_batched_bench, spread  # noqa: E402
 from corpusforge import checks  # noqa: E402
 from corpusforge.build import build, prepare  # noqa: E402
@@ -73,10 +72,10 @@ def config_for(model: Path, n: int, seed: int, threads: int, parallel: int, out:
 def own_tokens(tokenize, chain, prefix_tokens: int, plan, outputs: dict) -> tuple[int, int]:
     """(prompt, generated) tokens a kept story needs with no waste at all: its own outputs, and
     the prompt tokens of its final turn less the prefix every story shares and less its outputs."""
-    gen = sum(len(tokenize(outputs[k], add_special=False)) for k in OWN_STAGES if outputs.get(k))
+    n = {k: len(tokenize(outputs[k], add_special=False)) if outputs.get(k) else 0 for k in OWN_STAGES}
     last = len(chain.recipe.stages) - 1
-    prompt = len(tokenize(chain.prompt(plan, last, outputs))) - prefix_tokens - (gen - len(tokenize(outputs["story"], add_special=False)))
-    return max(0, prompt), gen
+    prompt = len(tokenize(chain.prompt(plan, last, outputs))) - prefix_tokens - (n["summary"] + n["key_sentence"])
+    return max(0, prompt), sum(n.values())
 
 
 # ----- engine arm: corpusforge build ------------------------------------------------------------
@@ -87,16 +86,16 @@ def run_engine(model: str, n: int, seed: int, threads: int, parallel: int, worke
     t0 = time.perf_counter()
     summary = build(config_for(Path(model), n, seed, threads, parallel, out, workers))
     seconds = time.perf_counter() - t0
-    rows = {k: [r for f in sorted((out / k).glob("*.parquet")) for r in pq.read_table(f).to_pylist()] for k in ("data", "rejects")}
-    kept = [{"id": r["id"], "outputs": {k: r[k] for k in OWN_STAGES}} for r in rows["data"]]
+    data, rejects = read_rows(out)
+    kept = [{"id": r["id"], "outputs": {k: r[k] for k in OWN_STAGES}} for r in data]
     return {
         "seconds": round(seconds, 1),
         "plans": n,
         "kept": len(kept),
-        "attempts": sum(r["attempt"] for r in rows["data"] + rows["rejects"]),
+        "attempts": sum(r["attempt"] for r in data + rejects),
         "generated_tokens": summary.generated_tokens,
         "prompt_tokens_evaluated": summary.prompt_tokens_evaluated,
-        "reject_reasons": dict(Counter(r["reject_reason"].split(":")[0] for r in rows["rejects"]).most_common()),
+        "reject_reasons": dict(Counter(r["reject_reason"].split(":")[0] for r in rejects).most_common()),
         "retry_reasons": dict(summary.retried.most_common()),
         "peak_rss_mb": peak_rss_mb(),
         "kept_rows": kept,
