@@ -151,15 +151,19 @@ def label_provenance(features: tuple[str, ...] | list[str], fp: dict) -> list[st
              "| feature | label is | measured on the gold set (test part) |", "|---|---|---|"]
     for f in features:
         g = gold.get(f)
-        figures = (f"the judge's answer: precision {g['precision']:.2f}, recall {g['recall']:.2f}, F1 {g['f1']:.2f}; "
+        figures = (f"the judge's answer (`judge_answers`): precision {g['precision']:.2f}, recall {g['recall']:.2f}, F1 {g['f1']:.2f}; "
                    f"`judge_scores` > {g['score_threshold']:.2f} (threshold from the dev part): F1 {g['score_f1']:.2f}; "
                    f"always yes: F1 {g['always_yes_f1']:.2f}; {g['test']} stories" if g else "not measured")
+        v = (g or {}).get("verdict")
+        if v and g.get("verdict_threshold") is not None:
+            figures = (f"verdict = `judge_scores` > {g['verdict_threshold']:.2f}: precision {v['precision']:.2f}, "
+                       f"recall {v['recall']:.2f}, F1 {v['f1']:.2f} [95%: {v['f1_95'][0]:.2f}, {v['f1_95'][1]:.2f}]; " + figures)
         if f == "Dialogue" and "dialogue" not in skipped:
             lines.append(f"| {f} | rule-checked: a kept story asked for dialogue has quoted speech | "
                          f"{figures if g else 'a quote-mark rule, exact by construction'} |")
         elif f in judged:
             policy = "verdict in `judged_features`" if judge.get("policy") == "record" else "stories judged to lack it rejected"
-            beats = g and g["f1"] > g["always_yes_f1"]
+            beats = g and (g.get("verdict") or g)["f1"] > g["always_yes_f1"]
             lines.append(f"| {f} | judged ({policy}){'' if beats or not g else '; the judge does not beat always-yes: treat as requested, unverified'} | {figures} |")
         else:
             lines.append(f"| {f} | requested, unverified | {figures if g else '-'} |")

@@ -77,6 +77,9 @@ class Outcome:
     completion_tokens: int = 0
     # The judge's answer per asked feature as it wrote it (stripped, lowercased): "yes" or "no"
     # under the GBNF grammar; anything else is stored as it is, so a broken grammar shows.
+    answers: dict[str, str] | None = None
+    # The verdict per asked feature: the answer, or the score against a threshold measured on
+    # the gold set for this judge model and prompt (Judge.verdict).
     verdicts: dict[str, str] | None = None
     judge_prompt_tokens: int = 0  # of the prompt tokens above, the judge's (evaluated only)
     judge_completion_tokens: int = 0
@@ -87,7 +90,7 @@ class Outcome:
     scores: dict[str, float | None] | None = None
 
     def judge_answers(self) -> str:
-        return json.dumps(self.verdicts) if self.verdicts else ""
+        return json.dumps(self.answers) if self.answers else ""
 
     def judge_scores(self) -> str:
         return json.dumps(self.scores) if self.scores else ""
@@ -107,6 +110,7 @@ class _Story:
     prompt_tokens_reused: int = 0
     completion_tokens: int = 0
     draft: checks.Draft | None = None
+    answers: dict[str, str] | None = None
     verdicts: dict[str, str] | None = None
     asked: int = 0  # judge questions answered so far
     judge_prompt_tokens: int = 0
@@ -114,6 +118,7 @@ class _Story:
     failed: list[str] = field(default_factory=list)
     forced_tokens: int = 0
     scores: dict[str, float | None] | None = None
+    last_stage_failures: int = 0  # failed attempts at the last stage since the first stage ran
 
 
 class Chain:
@@ -134,8 +139,12 @@ class Chain:
         max_open: int | None = None,
         strict_stages: bool = True,
         steer_off: Collection[str] = (),
+        new_summary_after: int = 0,
     ):
         self.engine, self.recipe, self.vocab, self.max_attempts = engine, recipe, vocab, max_attempts
+        # After this many failed attempts at the last stage, the next attempt starts again from
+        # the first stage (a new summary) instead of retrying the last one; 0: never.
+        self.new_summary_after = new_summary_after
         # The story-text checks run first; `final` ones (dedup, judge policy) after the judge.
         all_checks = (check_list if check_list is not None
                       else checks.text_checks(limits, skip_checks, getattr(vocab, "unfit_words", ())))
@@ -157,7 +166,7 @@ class Chain:
         parallel = getattr(engine, "parallel", 1)
         self.max_open = max_open or parallel + max(1, parallel // 4)
         self.prefixes = [self._constant_prefix(i) for i in range(len(recipe.stages))]
-        self.judge_prefix = self._judge_prefix() if judge else ""
+        self.judge_prefix = {label: self._judge_prefix(label) for label in judge.labels} if judge else {}
         # The answer tokens the judge score weighs: the grammar allows only lowercase, but the
         # 135M model's own top tokens there are "Yes" and "No" (measured), so both cases count.
         self.answer_ids = ({w: self.judge_engine.tokenize(w, add_special=False)[0] for w in ("yes", "Yes", "no", "No")}
@@ -201,11 +210,12 @@ class Chain:
         return _common_text(pa, pb)
 
     def _judge_prompt(self, label: str, story: str) -> str:
-        return self.judge_engine.format_prompt(self.judge.message(label, story))
+        return self.judge_engine.format_prompt(self.judge.conversation(label, story))
 
-    def _judge_prefix(self) -> str:
-        first = self.judge.labels[0]
-        return _common_text(self._judge_prompt(first, "One day a cat sat."), self._judge_prompt(first, "Zoe ran home fast."))
+    def _judge_prefix(self, label: str) -> str:
+        # Labels without worked examples share one prefix (chat header, instructions); a label
+        # with examples has its own, so the examples are evaluated once per build, not per story.
+        return _common_text(self._judge_prompt(label, "One day a cat sat."), self._judge_prompt(label, "Zoe ran home fast."))
 
     def run(self, plans: Iterable[StoryPlan]) -> Iterator[Outcome]:
         """Yield one Outcome per plan, in the order stories finish."""
@@ -275,7 +285,7 @@ class Chain:
                 prompt=self._judge_prompt(label, story.draft.story),
                 max_tokens=MAX_TOKENS,
                 seed=stage_seed(story.plan.seed, story.plan.id, JUDGE_STAGE + story.asked, story.attempt),
-                prefix=self.judge_prefix,
+                prefix=self.judge_prefix[label],
                 priority=(-JUDGE_STAGE, story.plan.id),
                 tag=story,
                 session=("judge", story.plan.id),
@@ -321,7 +331,7 @@ class Chain:
             reason = checks.first_failure(story.draft, self.text_checks)
             if reason is None:
                 if self.judge is not None:
-                    story.verdicts, story.scores, story.asked = {}, {}, 0
+                    story.answers, story.verdicts, story.scores, story.asked = {}, {}, {}, 0
                     self._ask_judge(story)
                     return None
                 return self._final(story)
@@ -336,8 +346,9 @@ class Chain:
         if result.error:
             return self._retry_or_reject(story, f"engine: {result.error}", fatal=True)
         label = self.judge.labels[story.asked]
-        story.verdicts[label] = result.text.strip().lower()
+        story.answers[label] = result.text.strip().lower()
         story.scores[label] = judge_score(result.logits, self.answer_ids)
+        story.verdicts[label] = self.judge.verdict(label, story.answers[label], story.scores[label])
         story.asked += 1
         if story.asked < len(self.judge.labels):
             self._ask_judge(story)
@@ -362,7 +373,11 @@ class Chain:
             # Retry only the stage that failed, with a fresh seed: earlier stages passed.
             story.failed.append(reason.split(":")[0])
             story.attempt += 1
-            story.draft, story.verdicts, story.scores = None, None, None
+            story.draft, story.answers, story.verdicts, story.scores = None, None, None, None
+            if story.stage == len(self.recipe.stages) - 1:
+                story.last_stage_failures += 1
+                if self.new_summary_after and story.last_stage_failures >= self.new_summary_after:
+                    story.stage, story.outputs, story.said, story.last_stage_failures = 0, {}, {}, 0
             self._submit(story)
             return None
         return self._outcome(story, reason)
@@ -394,6 +409,7 @@ class Chain:
             prompt_tokens=story.prompt_tokens,
             prompt_tokens_reused=story.prompt_tokens_reused,
             completion_tokens=story.completion_tokens,
+            answers=dict(story.answers) if story.answers is not None and story.draft is not None else None,
             verdicts=dict(story.verdicts) if story.verdicts is not None and story.draft is not None else None,
             judge_prompt_tokens=story.judge_prompt_tokens,
             judge_completion_tokens=story.judge_completion_tokens,

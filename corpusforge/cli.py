@@ -93,6 +93,7 @@ def build(
     judge_model: Annotated[Optional[str], typer.Option(help="Judge with this model instead (path, catalog name or hf://).")] = None,
     judge_policy: Annotated[JudgePolicy, typer.Option(help="record: store verdicts; reject: retry, then reject, stories the judge says lack a requested feature.")] = JudgePolicy(_D["judge_policy"]),
     max_attempts: Annotated[int, typer.Option(help="Tries per story before it goes to the rejects split.")] = _D["max_attempts"],
+    new_summary_after: Annotated[int, typer.Option(help="After this many failed tries at the story, start over with a new summary (0: always retry the story alone).")] = _D["new_summary_after"],
     replace: Annotated[bool, typer.Option("--replace/--no-replace", help="Replace each rejected plan so --n stories are kept (default); --no-replace: --n counts plans, kept or rejected.")] = _D["replace"],
     max_plans_factor: Annotated[float, typer.Option(help="Budget: stop (resumable) once more than this many plans are needed per kept story.")] = _D["max_plans_factor"],
     shard_size: Annotated[int, typer.Option(help="Rows planned per parquet shard.")] = _D["shard_size"],
@@ -136,7 +137,7 @@ def build(
             validation_fraction=validation_fraction, test_fraction=test_fraction, split_key=split_key.value,
             dedup=dedup, dedup_threshold=dedup_threshold, shingle_size=shingle_size, judge=judge,
             judge_model=judge_model, judge_policy=judge_policy.value, push_to=push_to, private=private,
-            replace=replace, max_plans_factor=max_plans_factor,
+            replace=replace, max_plans_factor=max_plans_factor, new_summary_after=new_summary_after,
         )
         summary = run_build(config, None if quiet else RichReporter())
         if quiet and summary.push is not None and summary.push.unsent:

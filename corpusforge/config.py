@@ -42,6 +42,7 @@ class BuildConfig:
     vocab: Path | None = None
     features_per_story: int | None = None
     max_attempts: int = 3
+    new_summary_after: int = 0  # --new-summary-after: last-stage failures before a story starts over
     shard_size: int = 1000
     parallel: int = DEFAULT_PARALLEL
     n_ctx: int | None = None  # per sequence; None sizes it from the recipe
@@ -96,6 +97,7 @@ class BuildConfig:
         need(self.seed >= 0, "--seed", "must be 0 or more")
         need(self.shard_size >= 1, "--shard-size", "must be at least 1")
         need(self.max_attempts >= 1, "--max-attempts", "must be at least 1")
+        need(self.new_summary_after >= 0, "--new-summary-after", f"must be 0 (never) or more (got {self.new_summary_after})")
         need(self.parallel >= 1, "--parallel", "must be at least 1")
         need(self.workers >= 1, "--workers", "must be at least 1")
         need(self.n_ctx is None or self.n_ctx >= 64, "--n-ctx", "must be at least 64")
@@ -165,6 +167,8 @@ class BuildConfig:
             "judge": judge,
             "checks": {"min_words": self.min_words, "max_words": self.max_words, "skip": sorted(self.skip_checks)},
             "steering": steering,
+            # Only when set, so builds from before the option still resume.
+            **({"new_summary_after": self.new_summary_after} if self.new_summary_after else {}),
         }
 
     def with_(self, **changes) -> BuildConfig:

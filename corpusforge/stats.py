@@ -57,7 +57,7 @@ DEFINITIONS = {
                         "for words its dictionary lacks), or it is a number (digits only). Names "
                         "(Tim, Sue) count as outside unless they are on a list",
     "label_checks": "2x2 tables of requested (the `features` column) against measured has_dialogue, and "
-                    "against the judge's yes/no in judge_answers for each judged feature (only rows whose "
+                    "against the judge's verdict (judged_features) for each feature it asked about (only rows whose "
                     "judge_answers is not empty and asks that feature); agreement = (both + neither) / rows; "
                     "`kept` over kept rows, `all` over kept + rejects",
     "labels": "planned = rows of every split (each planned id is in exactly one), kept = train+validation+test; "
@@ -387,7 +387,7 @@ def _vocab_for(corpus: Corpus, vocab: Path | None):
 
 # ----- the pass -----------------------------------------------------------------------------
 
-_COLUMNS = ("id", "story", "words", "features", "has_dialogue", "judge_answers", "reject_reason", "model",
+_COLUMNS = ("id", "story", "words", "features", "has_dialogue", "judge_answers", "judged_features", "reject_reason", "model",
             *LENGTHS.values(), *READABILITY)
 
 
@@ -451,8 +451,11 @@ def compute_stats(out: Path, vocab: Path | None = None) -> dict:
                     off_vocab[(key, w)] += 1
         if r["has_dialogue"] is not None:
             dialogue["all"][("Dialogue" in feats, bool(r["has_dialogue"]))] += 1
-        answers = _answers(r["judge_answers"])
-        for f, yes in answers.items():
+        # Asked = a yes/no in judge_answers; the verdict is judged_features (the answer, or the
+        # score against the gold set's threshold where one was measured).
+        verdicts = set(r["judged_features"] or [])
+        for f in _answers(r["judge_answers"]):
+            yes = f in verdicts
             scopes = judged.setdefault(f, {"kept": Counter(), "all": Counter()})
             scopes["all"][(f in feats, yes)] += 1
             if kept:

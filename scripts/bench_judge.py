@@ -9,13 +9,20 @@ exact). Three verifiers per feature, all scored on the gold set's test part only
 - margin:    log P(yes or Yes) - log P(no or No), with the threshold that maximises F1 on the
              dev part, applied unchanged to the test part;
 - two-shot:  the same margin and dev threshold, with one positive and one negative dev story
-             (each with its answer) as earlier turns of the conversation.
+             (each with its answer) as earlier turns of the conversation;
+- shipped:   for a feature with worked examples in the recipe's judge/shots.toml (written for
+             the recipe, not gold stories): the prompt the build really uses, grammar and margin.
+
+The build's verdict for a feature (`judged_features`) is the margin against the dev threshold
+where that beat always-yes on the dev part by VERDICT_GAIN in F1, else the grammar answer;
+`--package` records which, with its test figures, in corpusforge/judge_gold.json.
 
 Baselines beside them: always "yes" (F1 at the test share) and the rule check for Dialogue
 (quoted speech, corpusforge.checks). F1 gets a 95% bootstrap interval (2,000 resamples of the
 test stories, seed 0).
 
     python scripts/bench_judge.py            # -> bench/judge.json, and a table
+    python scripts/bench_judge.py --only MoralValue --package   # re-measure one feature, merge
 """
 from __future__ import annotations
 
@@ -62,6 +69,11 @@ def best_threshold(y: np.ndarray, score: np.ndarray) -> float:
     return float(max(cuts, key=lambda t: (prf(y, score > t)["f1"], -abs(t))))
 
 
+# The dev-part F1 the score must add over always-yes before it replaces the written answer:
+# smaller gains (Twist +0.007, Foreshadowing +0.04 two-shot) are within one or two stories of 64.
+VERDICT_GAIN = 0.05
+
+
 def scored(y: np.ndarray, pred: np.ndarray, **extra) -> dict:
     return {**prf(y, pred), "f1_95": f1_interval(y, pred), **extra}
 
@@ -72,6 +84,8 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "judge.json")
+    ap.add_argument("--only", nargs="+", metavar="FEATURE",
+                    help="measure only these features and merge them into --out (the others stay as measured)")
     ap.add_argument("--package", action="store_true",
                     help="also write corpusforge/judge_gold.json: the figures the dataset card quotes for this judge model")
     args = ap.parse_args()
@@ -89,8 +103,10 @@ def main() -> None:
         eng.start(2048)
         ids = {w: eng.tokenize(w, add_special=False)[0] for w in ("yes", "Yes", "no", "No")}
 
-        def answer_logits(label: str, rows: list[dict], shots: list[tuple[dict, str]]) -> np.ndarray:
+        def answer_logits(label: str, rows: list[dict], shots: list[tuple[dict, str]] | None) -> np.ndarray:
             def prompt(story: str) -> str:
+                if shots is None:  # the shipped prompt, worked examples and all
+                    return eng.format_prompt(judge.conversation(label, story))
                 msgs = []
                 for ex, said in shots:
                     msgs += [{"role": "user", "content": judge.message(label, ex["story"])},
@@ -106,15 +122,26 @@ def main() -> None:
                 out.append([row[ids[w]] for w in ("yes", "Yes", "no", "No")])
             return np.array(out, dtype=np.float64)
 
-        results: dict = {}
+        previous = json.loads(args.out.read_text()) if args.only and args.out.is_file() else {}
+        results: dict = dict(previous.get("features", {}))
+        shipped = dict(judge.shots)
         for label in judge.labels:
+            if args.only and label not in args.only:
+                continue
             y_dev = np.array([gold.has(r, label) for r in dev], dtype=bool)
             y_test = np.array([gold.has(r, label) for r in test], dtype=bool)
             pos = next(r for r in dev if gold.has(r, label))
             neg = next(r for r in dev if not gold.has(r, label))
-            entry = {"test": len(test), "test_positive": int(y_test.sum()), "dev": len(dev), "dev_positive": int(y_dev.sum()),
-                     "always_yes": scored(y_test, np.ones_like(y_test))}
-            for name, shots in (("zero_shot", []), ("two_shot", [(pos, "yes"), (neg, "no")])):
+            # With --only, variants already in --out are kept (their prompts do not depend on
+            # shots.toml and the figures are exact), so re-measuring new examples costs one variant.
+            entry = {**results.get(label, {}), "test": len(test), "test_positive": int(y_test.sum()), "dev": len(dev),
+                     "dev_positive": int(y_dev.sum()), "always_yes": scored(y_test, np.ones_like(y_test)),
+                     "always_yes_dev_f1": prf(y_dev, np.ones_like(y_dev))["f1"]}
+            entry.pop("shipped", None)
+            variants = [("zero_shot", []), ("two_shot", [(pos, "yes"), (neg, "no")])] + ([("shipped", None)] if label in shipped else [])
+            for name, shots in variants:
+                if name in entry:
+                    continue
                 dev_l = answer_logits(label, dev, shots)
                 test_l = answer_logits(label, test, shots)
                 margin = lambda a: np.logaddexp(a[:, 0], a[:, 1]) - np.logaddexp(a[:, 2], a[:, 3])  # noqa: E731
@@ -136,12 +163,13 @@ def main() -> None:
         "gold": str(args.gold.relative_to(ROOT)) if args.gold.is_relative_to(ROOT) else str(args.gold),
         "gold_rows": len(gold.rows), "dev": len(dev), "test": len(test),
         "model": args.model, "model_sha256": sha256_file(path), "judge_templates_sha256": judge.fingerprint,
+        "prompt_sha256": {label: judge.prompt_sha256(label) for label in judge.labels},
         "features": results,
         "dialogue_rule": {**scored(y, rule), "always_yes": scored(y, np.ones_like(y))},
         "macro_f1_test": {
             variant: {kind: float(np.mean([results[f][variant][kind]["f1"] for f in results])) for kind in ("grammar", "margin")}
             for variant in ("zero_shot", "two_shot")},
-        "seconds": round(time.monotonic() - t0, 1),
+        "seconds": round(time.monotonic() - t0, 1) + (previous.get("seconds", 0) if args.only else 0),
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
     }
     args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
@@ -150,17 +178,26 @@ def main() -> None:
     print(f"Dialogue rule: F1 {out['dialogue_rule']['f1']:.2f}; macro F1 {out['macro_f1_test']}; wrote {args.out}")
 
 
+def verdict_entry(e: dict, prompt_sha256: str) -> dict:
+    """What the build does with one feature under its shipped prompt, and how that scores on test:
+    the written answer (`judge_answers`), the score, and the verdict (`judged_features`)."""
+    v = e.get("shipped") or e["zero_shot"]
+    p = e["dev_positive"] / e["dev"]
+    use_score = v["margin"]["dev_f1"] >= e.get("always_yes_dev_f1", 2 * p / (1 + p)) + VERDICT_GAIN
+    verdict = v["margin"] if use_score else v["grammar"]
+    return {"precision": v["grammar"]["precision"], "recall": v["grammar"]["recall"], "f1": v["grammar"]["f1"],
+            "always_yes_f1": e["always_yes"]["f1"], "test": e["test"],
+            "score_threshold": v["margin"]["threshold"], "score_f1": v["margin"]["f1"],
+            "verdict_threshold": v["margin"]["threshold"] if use_score else None,
+            "verdict": {k: verdict[k] for k in ("precision", "recall", "f1", "f1_95")},
+            "prompt_sha256": prompt_sha256, "source": "bench/judge.json"}
+
+
 def package(out: dict) -> None:
-    """The card's figures: what a build's judge does (the zero-shot answer under the grammar, as
-    `judged_features` holds it), and what thresholding its `judge_scores` at the dev threshold gives."""
+    """The card's and the build's figures, by judge model: see verdict_entry."""
     path = ROOT / "corpusforge" / "judge_gold.json"
     data = json.loads(path.read_text()) if path.is_file() else {}
-    data[out["model_sha256"]] = {
-        label: {"precision": e["zero_shot"]["grammar"]["precision"], "recall": e["zero_shot"]["grammar"]["recall"],
-                "f1": e["zero_shot"]["grammar"]["f1"], "always_yes_f1": e["always_yes"]["f1"], "test": e["test"],
-                "score_threshold": e["zero_shot"]["margin"]["threshold"], "score_f1": e["zero_shot"]["margin"]["f1"],
-                "source": "bench/judge.json"}
-        for label, e in out["features"].items()}
+    data[out["model_sha256"]] = {label: verdict_entry(e, out["prompt_sha256"][label]) for label, e in out["features"].items()}
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 

@@ -80,11 +80,11 @@ def own_tokens(tokenize, chain, prefix_tokens: int, plan, outputs: dict) -> tupl
 
 # ----- engine arm: corpusforge build ------------------------------------------------------------
 
-def run_engine(model: str, n: int, seed: int, threads: int, parallel: int, workers: int = 1) -> dict:
+def run_engine(model: str, n: int, seed: int, threads: int, parallel: int, workers: int = 1, changes: dict | None = None) -> dict:
     out = KEPT / "engine"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    summary = build(config_for(Path(model), n, seed, threads, parallel, out, workers))
+    summary = build(config_for(Path(model), n, seed, threads, parallel, out, workers).with_(**(changes or {})))
     seconds = time.perf_counter() - t0
     data, rejects = read_rows(out)
     kept = [{"id": r["id"], "outputs": {k: r[k] for k in OWN_STAGES}} for r in data]
@@ -331,6 +331,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "kept.json")
     ap.add_argument("--roof-at-depth", type=int, default=0, metavar="R",
                     help="with --summarize: R llama-batched-bench runs at a kept story's real depth (shared prefix + own tokens)")
+    ap.add_argument("--lever-rounds", type=int, default=0,
+                    help="instead of the arms: the engine with each lever of LEVERS changed, R rounds in alternating order")
     ap.add_argument("--summarize", action="store_true", help="recompute the summary of --out from its rounds (no runs)")
     args = ap.parse_args()
     if args.summarize:
@@ -354,6 +356,12 @@ def main() -> None:
     print(f"machine: {machine()}\nmodel: {model.name}, {args.n} plans per arm, {args.rounds} rounds, "
           f"--parallel {args.parallel}, {args.threads} threads", flush=True)
 
+    if args.lever_rounds:
+        results = json.loads(args.out.read_text()) if args.out.exists() else {}
+        results["levers"] = levers(args, model)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return
     tuning = tune(args, model) if args.tune else json.loads(args.tuning_from.read_text()) if args.tuning_from else []
     if args.bias is not None or not tuning:
         options = {"bias": args.bias or 0.0, "dry": not args.no_dry}
@@ -402,6 +410,48 @@ def main() -> None:
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     print(f"wrote {args.out}")
+
+
+# Each lever against the default build (every lever on), engine arm only (the server cannot
+# steer): the BuildConfig changes that switch one off or on.
+LEVERS = {
+    "default (all levers)": {},
+    "no early cut (finish doomed attempts)": {"steer_off": ("cut",)},
+    "new summary after 2 story failures": {"new_summary_after": 2},
+    "new summary after 1 story failure": {"new_summary_after": 1},
+    # One shard per --parallel plans: a shard starts on idle engines, so a freed sequence takes
+    # only the shard's own retries, never the next plan (batch at a time, not continuous).
+    "no refill across plans (batches of --parallel)": {"shard_size": DEFAULT_PARALLEL},
+}
+
+
+def levers(args, model: Path) -> dict:
+    """kept/h, kept token share and attempts per kept story for each lever (LEVERS)."""
+    runs: dict[str, list[dict]] = {name: [] for name in LEVERS}
+    for r in range(args.lever_rounds):
+        order = list(LEVERS) if r % 2 == 0 else list(reversed(LEVERS))
+        for name in order:
+            changes = dict(LEVERS[name])
+            if "shard_size" in changes:
+                changes["shard_size"] = args.parallel
+            a = in_child(run_engine, str(model), args.n, args.seed, args.threads, args.parallel, 1, changes)
+            f = figures(a, own_of(model, args.n, args.seed, args.threads, args.parallel, a["kept_rows"]))
+            runs[name].append(f)
+            print(f"  lever round {r + 1} {name}: kept {f['kept']}/{args.n} in {f['seconds']} s = {f['kept_per_hour']} kept/h, "
+                  f"kept token share {f['kept_token_share']}, attempts/kept {f['attempts_per_kept']}, "
+                  f"gen tok/kept {f['generated_tokens_per_kept']}, retries {f['retry_reasons']}", flush=True)
+    base = statistics.median(f["kept_per_hour"] for f in runs["default (all levers)"])
+    return {
+        "plans": args.n, "rounds": args.lever_rounds, "changes": LEVERS,
+        "table": {name: {"kept_per_hour": spread([f["kept_per_hour"] for f in fs]),
+                         "vs_default": round(statistics.median(f["kept_per_hour"] for f in fs) / base, 3),
+                         "kept": fs[0]["kept"], "kept_token_share": fs[0]["kept_token_share"],
+                         "attempts_per_kept": fs[0]["attempts_per_kept"],
+                         "generated_tokens_per_kept": fs[0]["generated_tokens_per_kept"],
+                         "retry_reasons": fs[0]["retry_reasons"], "reject_reasons": fs[0]["reject_reasons"]}
+                  for name, fs in runs.items()},
+        "runs": runs,
+    }
 
 
 def scale(args, model: Path, rounds: list) -> dict:

@@ -10,8 +10,10 @@ from corpusforge.engine.base import Engine, EngineStats, Request, Result
 
 
 class FakeEngine:
-    def __init__(self, answer, parallel: int = 4):
-        self.answer, self.parallel = answer, parallel
+    def __init__(self, answer, parallel: int = 4, logits=None):
+        # logits(req) -> rows of logits (one per generated token) for requests with keep_logits,
+        # e.g. a judge score a test plants; None: no logits, as an engine without them.
+        self.answer, self.parallel, self.logits = answer, parallel, logits
         self.stats = EngineStats()
         self.waiting: list[Request] = []
         self.requests: list[Request] = []  # every request ever submitted, in order
@@ -36,7 +38,8 @@ class FakeEngine:
         out = []
         for req in batch:
             text = self.answer(req)
-            out.append(Result(req, text, len(text.split()), len(req.prompt.split()), truncated=False))
+            logits = self.logits(req) if self.logits is not None and req.keep_logits else None
+            out.append(Result(req, text, len(text.split()), len(req.prompt.split()), truncated=False, logits=logits))
         return out
 
     def busy(self) -> bool:

@@ -137,7 +137,62 @@ def test_the_judge_asks_every_judged_feature_and_its_verdicts_are_kept():
         assert o.judge_completion_tokens == len(JUDGE_LABELS)
     judge_requests = [r for r in engine.requests if r.grammar is not None]
     assert len(judge_requests) == 3 * len(JUDGE_LABELS)
-    assert all(r.prompt.startswith(judge_requests[0].prefix) and r.prefix for r in judge_requests)
+    assert all(r.prefix and r.prompt.startswith(r.prefix) for r in judge_requests)
+    # Labels without worked examples share one prefix; MoralValue's (shots.toml) holds its examples.
+    moral = [r for r in judge_requests if "Tom had two red apples" in r.prompt]
+    assert len(moral) == 3 and all("Tom had two red apples" in r.prefix and r.prompt.count("<assistant>") == 2 for r in moral)
+    assert len({r.prefix for r in judge_requests}) == 2
+
+
+def test_a_measured_threshold_makes_the_score_the_verdict_and_leaves_the_written_answer(tmp_path):
+    # Fake engine: the test plants the judge's first-token logits (score +2 or -2 by plan id),
+    # which no random-weight model can be made to produce on purpose.
+    import numpy as np
+
+    engine = FakeEngine(answerer(judge=lambda req, label: "no"))
+    ids = {w: engine.tokenize(w, add_special=False)[0] for w in ("yes", "Yes", "no", "No")}
+
+    def logits(req):
+        row = np.full(1000, -30.0)
+        row[ids["yes"]] = row[ids["Yes"]] = 2.0 if req.tag.plan.id % 2 == 0 else -2.0
+        row[ids["no"]] = row[ids["No"]] = 0.0
+        return np.array([row])
+
+    engine.logits = logits
+    sha = "c" * 64
+    gold = tmp_path / "judge_gold.json"
+    gold.write_text(json.dumps({sha: {"MoralValue": {"verdict_threshold": 0.5, "prompt_sha256": JUDGE.prompt_sha256("MoralValue")},
+                                      "Twist": {"verdict_threshold": 0.5, "prompt_sha256": "an edited template"}}}))
+    judge = JUDGE.calibrated(sha, gold)
+    assert judge.thresholds == (("MoralValue", 0.5),)  # Twist's figures are for another prompt
+    out = run(engine, plans(4), judge=judge)
+    for i, o in out.items():
+        assert json.loads(o.judge_answers()) == {label: "no" for label in JUDGE_LABELS}  # as written
+        assert o.judged_features() == (["MoralValue"] if i % 2 == 0 else [])
+        assert json.loads(o.judge_scores())["MoralValue"] == (2.0 if i % 2 == 0 else -2.0)
+    # Another judge model (or none measured): the verdict stays the written answer.
+    assert JUDGE.calibrated("d" * 64, gold).thresholds == () and JUDGE.calibrated(None, gold).thresholds == ()
+
+
+@pytest.mark.parametrize("shots, fix", [
+    ('[[Twist]]\nstory = "A cat sat."\nanswer = "maybe"\n', "answer = \"yes\""),
+    ('[[Dialogue]]\nstory = "A cat sat."\nanswer = "yes"\n', "use one of"),
+    ('[Twist]\nstory = "A cat sat."\n', "[[Twist]]"),
+    ('[[Twist\n', "fix the TOML syntax"),
+])
+def test_a_bad_shots_file_names_the_fix(tmp_path, shots, fix):
+    import shutil
+
+    from corpusforge.errors import RecipeError
+    from corpusforge.recipes import builtin_dir
+
+    folder = tmp_path / "recipe"
+    shutil.copytree(builtin_dir() / "tinystories-instruct", folder)
+    (folder / "judge" / "shots.toml").write_text(shots)
+    recipe = load_recipe(str(folder), axis_names=tuple(a.name for a in VOCAB.axes))
+    with pytest.raises(RecipeError) as e:
+        load_judge(recipe, VOCAB.features)
+    assert "shots.toml" in e.value.message and fix in e.value.hint + e.value.message
 
 
 def test_judge_policy_reject_retries_a_contradicted_feature_then_rejects_it():
@@ -189,3 +244,16 @@ def test_skip_check_reaches_the_mid_stream_cut_of_the_story_stage():
     story = chain._steer(type("S", (), {"plan": plans(1)[0], "stage": 2, "outputs": {"key_sentence": "Hi."}})())
     assert story.cut_checks == {"length", "task_talk"}
     assert Chain(engine, RECIPE, VOCAB).cut_checks == {"length", "task_talk", "loop", "unfit"}
+
+
+@pytest.mark.parametrize("after, stages_of_attempt_3", [(0, [2]), (2, [0, 1, 2])])
+def test_new_summary_after_k_story_failures_starts_the_story_over(after, stages_of_attempt_3):
+    # Fake engine: the test plants a story that fails its noun twice, then passes.
+    def story(p, attempt):
+        return story_text(p).replace(p.noun, "thing") if attempt < 3 else story_text(p)
+
+    engine = FakeEngine(answerer(story), parallel=1)
+    out = run(engine, plans(1), max_attempts=3, new_summary_after=after)
+    assert out[0].reason is None and out[0].attempt == 3 and out[0].failed == ("words", "words")
+    assert [stage for (_, stage, attempt) in engine.submitted if attempt == 3] == stages_of_attempt_3
+    assert [stage for (_, stage, attempt) in engine.submitted if attempt == 2] == [2]  # one failure: the story alone

@@ -126,9 +126,17 @@ def test_the_card_says_per_feature_how_its_label_was_checked(tmp_path, monkeypat
           "checks": {"skip": []}}
     table = "\n".join(card.label_provenance(["Dialogue", "BadEnding", "Twist", "MoralValue"], fp))
     assert "| Dialogue | rule-checked" in table
-    assert "| Twist | judged (verdict in `judged_features`) | the judge's answer: precision 0.60, recall 0.90, F1 0.72" in table
+    assert "| Twist | judged (verdict in `judged_features`) | the judge's answer (`judge_answers`): precision 0.60, recall 0.90, F1 0.72" in table
     assert "| BadEnding | judged (verdict in `judged_features`); the judge does not beat always-yes: treat as requested, unverified" in table
     assert "| MoralValue | requested, unverified | -" in table
+    # A feature whose verdict is the score against a dev threshold: the card quotes the verdict.
+    scored_gold = {sha: {"Twist": {**figures, "f1": 0.5, "verdict_threshold": -1.15,
+                                   "verdict": {"precision": 0.67, "recall": 0.97, "f1": 0.79, "f1_95": [0.68, 0.88]}}}}
+    (tmp_path / "judge_gold.json").write_text(json.dumps(scored_gold))
+    row = "\n".join(card.label_provenance(["Twist"], fp))
+    assert ("| Twist | judged (verdict in `judged_features`) | verdict = `judge_scores` > -1.15: precision 0.67, "
+            "recall 0.97, F1 0.79 [95%: 0.68, 0.88]; the judge's answer") in row and "unverified" not in row
+    (tmp_path / "judge_gold.json").write_text(json.dumps({sha: {"Twist": figures, "BadEnding": {**figures, "f1": 0.5}}}))
     # Another judge model: its figures were never measured.
     other = {**fp, "models": [{"sha256": "b" * 64}]}
     assert "| Twist | judged (verdict in `judged_features`) | not measured |" in "\n".join(card.label_provenance(["Twist"], other))

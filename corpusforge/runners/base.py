@@ -145,7 +145,7 @@ def open_engine(p: Prepared, model: ModelRef, threads: int | None = None):
         n_threads=threads or c.threads_per_worker(),
         n_batch=c.n_batch,
         sampling=c.sampling,
-        prefix_slots=(len(p.recipe.stages) if generates else 0) + (1 if judges_here else 0),
+        prefix_slots=(len(p.recipe.stages) if generates else 0) + (p.judge.prefix_count if judges_here else 0),
         safe_cpu=c.safe_cpu,
     )
     try:
@@ -174,7 +174,8 @@ def context_needed(engine, p: Prepared, *, generates: bool = True, judges: bool 
     return -(-need // 256) * 256  # llama.cpp pads the total to 256; keep it divisible per sequence
 
 
-def make_chain(engine, p: Prepared, *, judge_engine=None, dedup=None) -> Chain:
+def make_chain(engine, p: Prepared, *, judge_engine=None, dedup=None, judge_sha256: str | None = None) -> Chain:
+    """The chain of one engine; its judge verdicts use the gold-set thresholds of `judge_sha256`."""
     c = p.config
     check_list = checks.text_checks(checks.Limits(c.min_words, c.max_words), c.skip_checks, p.vocab.unfit_words)
     if dedup is not None:
@@ -185,9 +186,10 @@ def make_chain(engine, p: Prepared, *, judge_engine=None, dedup=None) -> Chain:
         p.vocab,
         max_attempts=c.max_attempts,
         check_list=check_list,
-        judge=p.judge if judge_engine is not None else None,
+        judge=p.judge.calibrated(judge_sha256) if judge_engine is not None else None,
         judge_engine=judge_engine,
         steer_off=c.steer_off,
+        new_summary_after=c.new_summary_after,
     )
 
 
@@ -235,8 +237,9 @@ class ShardWork:
             raise
         index = self.dedup.index if self.dedup else None
         self.chains = [
-            make_chain(engine, p, judge_engine=(self.judge_engine or engine) if p.judge else None, dedup=index)
-            for engine in self.engines[: len(p.models)]
+            make_chain(engine, p, judge_engine=(self.judge_engine or engine) if p.judge else None, dedup=index,
+                       judge_sha256=(p.judge_model or model).sha256)
+            for model, engine in zip(p.models, self.engines)
         ]
         self.store = Store(Path(c.out), c.n, c.shard_size, p.schema, lock=False)
 
