@@ -333,6 +333,8 @@ def main() -> None:
                     help="with --summarize: R llama-batched-bench runs at a kept story's real depth (shared prefix + own tokens)")
     ap.add_argument("--lever-rounds", type=int, default=0,
                     help="instead of the arms: the engine with each lever of LEVERS changed, R rounds in alternating order")
+    ap.add_argument("--levers", nargs="+", type=int, metavar="I",
+                    help="with --lever-rounds: only these levers (0-based positions in LEVERS; 0, the default, always runs)")
     ap.add_argument("--summarize", action="store_true", help="recompute the summary of --out from its rounds (no runs)")
     args = ap.parse_args()
     if args.summarize:
@@ -427,9 +429,10 @@ LEVERS = {
 
 def levers(args, model: Path) -> dict:
     """kept/h, kept token share and attempts per kept story for each lever (LEVERS)."""
-    runs: dict[str, list[dict]] = {name: [] for name in LEVERS}
+    chosen = [name for i, name in enumerate(LEVERS) if i == 0 or not args.levers or i in args.levers]
+    runs: dict[str, list[dict]] = {name: [] for name in chosen}
     for r in range(args.lever_rounds):
-        order = list(LEVERS) if r % 2 == 0 else list(reversed(LEVERS))
+        order = chosen if r % 2 == 0 else chosen[::-1]
         for name in order:
             changes = dict(LEVERS[name])
             if "shard_size" in changes:
@@ -442,7 +445,7 @@ def levers(args, model: Path) -> dict:
                   f"gen tok/kept {f['generated_tokens_per_kept']}, retries {f['retry_reasons']}", flush=True)
     base = statistics.median(f["kept_per_hour"] for f in runs["default (all levers)"])
     return {
-        "plans": args.n, "rounds": args.lever_rounds, "changes": LEVERS,
+        "plans": args.n, "rounds": args.lever_rounds, "changes": {name: LEVERS[name] for name in chosen},
         "table": {name: {"kept_per_hour": spread([f["kept_per_hour"] for f in fs]),
                          "vs_default": round(statistics.median(f["kept_per_hour"] for f in fs) / base, 3),
                          "kept": fs[0]["kept"], "kept_token_share": fs[0]["kept_token_share"],

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from corpus_fixture import synthetic_rows, write_synthetic_corpus
 
-from corpusforge import checks
+from corpusforge import card, checks
 from corpusforge.errors import CorpusforgeError
 from corpusforge.gold import load_labelled
 
@@ -140,3 +140,21 @@ def test_the_card_says_per_feature_how_its_label_was_checked(tmp_path, monkeypat
     # Another judge model: its figures were never measured.
     other = {**fp, "models": [{"sha256": "b" * 64}]}
     assert "| Twist | judged (verdict in `judged_features`) | not measured |" in "\n".join(card.label_provenance(["Twist"], other))
+
+
+def test_the_packaged_judge_thresholds_hold_for_the_shipped_judge_prompts():
+    # No model: the default catalog model's sha256 keys the packaged figures, and a threshold is
+    # used only while the shipped prompt digest matches the one it was measured with. Editing
+    # judge/*.j2 or shots.toml without re-running scripts/bench_judge.py --package fails here.
+    from corpusforge.catalog import find
+    from corpusforge.judge import load_judge
+    from corpusforge.recipes import load_recipe
+    from corpusforge.vocab import load_vocab
+
+    vocab = load_vocab()
+    recipe = load_recipe("tinystories-instruct", axis_names=tuple(a.name for a in vocab.axes))
+    judge = load_judge(recipe, vocab.features)
+    figures = json.loads(card.JUDGE_GOLD.read_text())[find("smollm2-135m").sha256]
+    wanted = {f for f, g in figures.items() if g.get("verdict_threshold") is not None}
+    assert wanted == {"MoralValue"}  # what bench/judge.json measured: the one feature above always-yes
+    assert dict(judge.calibrated(find("smollm2-135m").sha256).thresholds) == {f: figures[f]["verdict_threshold"] for f in wanted}
