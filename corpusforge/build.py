@@ -179,6 +179,8 @@ def prepare(config: BuildConfig) -> Prepared:
         steering=steering_settings(recipe, config.steer_off),
         judge=None if judge is None else {
             "policy": judge.policy, "templates_sha256": judge.fingerprint, "features": list(judge.labels),
+            # Per judging model: the labels whose verdict is the score against a gold-set threshold.
+            "verdict_thresholds": {m.sha256: dict(judge.calibrated(m.sha256).thresholds) for m in ([judge_model] if judge_model else models)},
             "model": None if judge_model is None else {"name": judge_model.name, "sha256": judge_model.sha256}},
     )
     manifest = {

@@ -134,18 +134,26 @@ def render(out: Path, manifest: dict, stats: dict, *, statistics: str = "", part
 JUDGE_GOLD = Path(__file__).with_name("judge_gold.json")
 
 
+def gold_figures(model_sha256: str | None, path: Path | None = None) -> dict:
+    """{feature: figures} measured on the gold set for this judge model; {} when none were."""
+    import json
+
+    try:
+        return json.loads((path or JUDGE_GOLD).read_text(encoding="utf-8")).get(model_sha256 or "", {})
+    except (OSError, ValueError):
+        return {}
+
+
 def label_provenance(features: tuple[str, ...] | list[str], fp: dict) -> list[str]:
     """A table: per feature, whether its label is only what was asked, rule-checked or judged,
     with the judge's measured precision and recall on the gold set when it was measured."""
     judge = fp.get("judge") or {}
     judged = set(judge.get("features") or [])
     judge_sha = (judge.get("model") or {}).get("sha256") or next((m["sha256"] for m in fp.get("models", [])), None)
-    try:
-        import json
-
-        gold = json.loads(JUDGE_GOLD.read_text(encoding="utf-8")).get(judge_sha or "", {})
-    except (OSError, ValueError):
-        gold = {}
+    gold = gold_figures(judge_sha)
+    # The thresholds the build really applied (the manifest records them): figures measured for
+    # another prompt (an edited template) are quoted, but not as the verdict's.
+    applied = (judge.get("verdict_thresholds") or {}).get(judge_sha or "", {})
     skipped = set((fp.get("checks") or {}).get("skip") or [])
     lines = ["How each feature label was checked (`features` always holds what was asked for):", "",
              "| feature | label is | measured on the gold set (test part) |", "|---|---|---|"]
@@ -155,15 +163,15 @@ def label_provenance(features: tuple[str, ...] | list[str], fp: dict) -> list[st
                    f"`judge_scores` > {g['score_threshold']:.2f} (threshold from the dev part): F1 {g['score_f1']:.2f}; "
                    f"always yes: F1 {g['always_yes_f1']:.2f}; {g['test']} stories" if g else "not measured")
         v = (g or {}).get("verdict")
-        if v and g.get("verdict_threshold") is not None:
-            figures = (f"verdict = `judge_scores` > {g['verdict_threshold']:.2f}: precision {v['precision']:.2f}, "
+        if v and f in applied:
+            figures = (f"verdict = `judge_scores` > {applied[f]:.2f}: precision {v['precision']:.2f}, "
                        f"recall {v['recall']:.2f}, F1 {v['f1']:.2f} [95%: {v['f1_95'][0]:.2f}, {v['f1_95'][1]:.2f}]; " + figures)
         if f == "Dialogue" and "dialogue" not in skipped:
             lines.append(f"| {f} | rule-checked: a kept story asked for dialogue has quoted speech | "
                          f"{figures if g else 'a quote-mark rule, exact by construction'} |")
         elif f in judged:
             policy = "verdict in `judged_features`" if judge.get("policy") == "record" else "stories judged to lack it rejected"
-            beats = g and (g.get("verdict") or g)["f1"] > g["always_yes_f1"]
+            beats = g and (v if f in applied else g)["f1"] > g["always_yes_f1"]
             lines.append(f"| {f} | judged ({policy}){'' if beats or not g else '; the judge does not beat always-yes: treat as requested, unverified'} | {figures} |")
         else:
             lines.append(f"| {f} | requested, unverified | {figures if g else '-'} |")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import jinja2
 
-from .card import JUDGE_GOLD
+from .card import gold_figures
 from .errors import RecipeError
 from .recipes import Recipe, _environment
 
@@ -79,14 +79,11 @@ class Judge:
             return answer
         return "yes" if score > threshold else "no"
 
-    def calibrated(self, model_sha256: str | None, gold: Path = JUDGE_GOLD) -> Judge:
+    def calibrated(self, model_sha256: str | None, gold: Path | None = None) -> Judge:
         """This judge with the thresholds measured for `model_sha256` and these exact prompts.
         A label gets one only where bench_judge found the score beat always-yes on the dev part;
         any other model, or an edited template, keeps the written answer as the verdict."""
-        try:
-            figures = json.loads(gold.read_text(encoding="utf-8")).get(model_sha256 or "", {})
-        except (OSError, ValueError):
-            figures = {}
+        figures = gold_figures(model_sha256, gold)
         thresholds = tuple(
             (label, float(g["verdict_threshold"])) for label in self.labels
             if (g := figures.get(label)) and g.get("verdict_threshold") is not None

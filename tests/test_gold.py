@@ -133,9 +133,13 @@ def test_the_card_says_per_feature_how_its_label_was_checked(tmp_path, monkeypat
     scored_gold = {sha: {"Twist": {**figures, "f1": 0.5, "verdict_threshold": -1.15,
                                    "verdict": {"precision": 0.67, "recall": 0.97, "f1": 0.79, "f1_95": [0.68, 0.88]}}}}
     (tmp_path / "judge_gold.json").write_text(json.dumps(scored_gold))
-    row = "\n".join(card.label_provenance(["Twist"], fp))
+    applied = {**fp, "judge": {**fp["judge"], "verdict_thresholds": {sha: {"Twist": -1.15}}}}
+    row = "\n".join(card.label_provenance(["Twist"], applied))
     assert ("| Twist | judged (verdict in `judged_features`) | verdict = `judge_scores` > -1.15: precision 0.67, "
             "recall 0.97, F1 0.79 [95%: 0.68, 0.88]; the judge's answer") in row and "unverified" not in row
+    # The same figures when the build did not apply the threshold (an edited prompt): not the verdict's.
+    unapplied = "\n".join(card.label_provenance(["Twist"], fp))
+    assert "verdict =" not in unapplied and "unverified" in unapplied
     (tmp_path / "judge_gold.json").write_text(json.dumps({sha: {"Twist": figures, "BadEnding": {**figures, "f1": 0.5}}}))
     # Another judge model: its figures were never measured.
     other = {**fp, "models": [{"sha256": "b" * 64}]}

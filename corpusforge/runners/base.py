@@ -6,7 +6,7 @@ dedup index, and `run_shard`. The local, process and Ray runners import only thi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -56,6 +56,11 @@ class Prepared:
         o = self.options
         return replacement_plan(plan(self.vocab, self.config.seed, slot_of(index), o), fresh,
                                 o.validation_fraction, o.test_fraction, o.split_key)
+
+    def judge_for(self, model_sha256: str | None) -> Judge:
+        """The judge as this model applies it: the verdict thresholds the manifest pinned for it."""
+        pinned = (self.manifest["fingerprint"]["judge"].get("verdict_thresholds") or {}).get(model_sha256 or "", {})
+        return replace(self.judge, thresholds=tuple(pinned.items()))
 
 
 @dataclass(slots=True)
@@ -186,7 +191,7 @@ def make_chain(engine, p: Prepared, *, judge_engine=None, dedup=None, judge_sha2
         p.vocab,
         max_attempts=c.max_attempts,
         check_list=check_list,
-        judge=p.judge.calibrated(judge_sha256) if judge_engine is not None else None,
+        judge=p.judge_for(judge_sha256) if judge_engine is not None else None,
         judge_engine=judge_engine,
         steer_off=c.steer_off,
         new_summary_after=c.new_summary_after,
