@@ -169,6 +169,7 @@ def prepare(config: BuildConfig) -> Prepared:
     options.check(vocab)
     judge = load_judge(recipe, vocab.features, config.judge_policy) if config.judging else None
     judge_model = model_ref(config.judge_model) if config.judge_model else None
+    judging = [judge_model] if judge_model else models
     schema = RowSchema.from_vocab(vocab)
     fingerprint = config.fingerprint(
         vocab_sha=vocab.fingerprint(),
@@ -179,8 +180,10 @@ def prepare(config: BuildConfig) -> Prepared:
         steering=steering_settings(recipe, config.steer_off),
         judge=None if judge is None else {
             "policy": judge.policy, "templates_sha256": judge.fingerprint, "features": list(judge.labels),
-            # Per judging model: the labels whose verdict is the score against a gold-set threshold.
-            "verdict_thresholds": {m.sha256: dict(judge.calibrated(m.sha256).thresholds) for m in ([judge_model] if judge_model else models)},
+            # Per judging model: the labels it is asked (not those the gold set measured as noise
+            # for it, unless --judge-all) and those whose verdict is the score against a threshold.
+            "asked": {m.sha256: list(judge.calibrated(m.sha256, ask_all=config.judge_all).labels) for m in judging},
+            "verdict_thresholds": {m.sha256: dict(judge.calibrated(m.sha256).thresholds) for m in judging},
             "model": None if judge_model is None else {"name": judge_model.name, "sha256": judge_model.sha256}},
     )
     manifest = {

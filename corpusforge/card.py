@@ -154,6 +154,8 @@ def label_provenance(features: tuple[str, ...] | list[str], fp: dict) -> list[st
     # The thresholds the build really applied (the manifest records them): figures measured for
     # another prompt (an edited template) are quoted, but not as the verdict's.
     applied = (judge.get("verdict_thresholds") or {}).get(judge_sha or "", {})
+    asked = (judge.get("asked") or {}).get(judge_sha or "")
+    asked = judged if asked is None else set(asked)
     skipped = set((fp.get("checks") or {}).get("skip") or [])
     lines = ["How each feature label was checked (`features` always holds what was asked for):", "",
              "| feature | label is | measured on the gold set (test part) |", "|---|---|---|"]
@@ -169,6 +171,9 @@ def label_provenance(features: tuple[str, ...] | list[str], fp: dict) -> list[st
         if f == "Dialogue" and "dialogue" not in skipped:
             lines.append(f"| {f} | rule-checked: a kept story asked for dialogue has quoted speech | "
                          f"{figures if g else 'a quote-mark rule, exact by construction'} |")
+        elif f in judged and f not in asked:
+            lines.append(f"| {f} | requested, unverified: not asked, the judge's verdict does not beat always-yes on the gold set "
+                         f"(`--judge-all` asks it anyway) | {figures} |")
         elif f in judged:
             policy = "verdict in `judged_features`" if judge.get("policy") == "record" else "stories judged to lack it rejected"
             beats = g and (v if f in applied else g)["f1"] > g["always_yes_f1"]

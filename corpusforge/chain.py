@@ -330,7 +330,7 @@ class Chain:
             story.draft = self._draft(story, result.truncated)
             reason = checks.first_failure(story.draft, self.text_checks)
             if reason is None:
-                if self.judge is not None:
+                if self.judge is not None and self.judge.labels:
                     story.answers, story.verdicts, story.scores, story.asked = {}, {}, {}, 0
                     self._ask_judge(story)
                     return None

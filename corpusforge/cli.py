@@ -92,6 +92,7 @@ def build(
     judge: Annotated[bool, typer.Option("--judge", help="Ask the build's model one yes/no question per semantic feature of each kept story.")] = _D["judge"],
     judge_model: Annotated[Optional[str], typer.Option(help="Judge with this model instead (path, catalog name or hf://).")] = None,
     judge_policy: Annotated[JudgePolicy, typer.Option(help="record: store verdicts; reject: retry, then reject, stories the judge says lack a requested feature.")] = JudgePolicy(_D["judge_policy"]),
+    judge_all: Annotated[bool, typer.Option("--judge-all", help="Ask every judged feature, also those the gold set found the judge model cannot verify (its verdict does not beat always-yes): by default they are not asked and the card calls them requested, unverified.")] = _D["judge_all"],
     max_attempts: Annotated[int, typer.Option(help="Tries per story before it goes to the rejects split.")] = _D["max_attempts"],
     new_summary_after: Annotated[int, typer.Option(help="After this many failed tries at the story, start over with a new summary (0: always retry the story alone).")] = _D["new_summary_after"],
     replace: Annotated[bool, typer.Option("--replace/--no-replace", help="Replace each rejected plan so --n stories are kept (default); --no-replace: --n counts plans, kept or rejected.")] = _D["replace"],
@@ -136,7 +137,7 @@ def build(
             workers=workers, ray=ray, ray_address=ray_address, balance=balance,
             validation_fraction=validation_fraction, test_fraction=test_fraction, split_key=split_key.value,
             dedup=dedup, dedup_threshold=dedup_threshold, shingle_size=shingle_size, judge=judge,
-            judge_model=judge_model, judge_policy=judge_policy.value, push_to=push_to, private=private,
+            judge_model=judge_model, judge_policy=judge_policy.value, judge_all=judge_all, push_to=push_to, private=private,
             replace=replace, max_plans_factor=max_plans_factor, new_summary_after=new_summary_after,
         )
         summary = run_build(config, None if quiet else RichReporter())

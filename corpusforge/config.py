@@ -70,6 +70,8 @@ class BuildConfig:
     judge: bool = False
     judge_model: str | None = None
     judge_policy: str = "record"
+    # Ask every judged feature, also those the gold set measured as noise for the judge model.
+    judge_all: bool = False
     # --n counts kept stories: a rejected plan is replaced (corpusforge/replace.py). False
     # (--no-replace) is the old meaning: --n plans, however many are kept.
     replace: bool = True
@@ -117,6 +119,7 @@ class BuildConfig:
         need(self.shingle_size >= 1, "--shingle-size", "must be at least 1")
         need(self.judge_policy in ("record", "reject"), "--judge-policy", "must be record or reject")
         need(not (self.judge_policy == "reject" and not self.judging), "--judge-policy reject", "needs --judge or --judge-model")
+        need(not (self.judge_all and not self.judging), "--judge-all", "needs --judge or --judge-model")
         if self.push_to is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", self.push_to):
             raise CorpusforgeError(f"--push-to {self.push_to!r} is not a repo id", "write it as owner/name")
         for spec in self.model:

@@ -246,6 +246,11 @@ def test_the_judge_always_parses_on_the_random_weight_model_and_reaches_the_parq
     assert kept, "the lenient build keeps stories to judge"
     judged = [f.label for f in load_vocab().features if f.judge]
     names = ds[next(iter(ds))].features["judged_features"].feature.names
+    # No gold-set figures for the tiny model: every judged feature is asked, MoralValue (worked
+    # examples in its prefix) last; the manifest pins the questions per judging model.
+    asked = json.loads((out / "corpusforge.json").read_text())["fingerprint"]["judge"]["asked"]
+    assert asked == {hashlib.sha256(tiny_model.read_bytes()).hexdigest(): [*(f for f in judged if f != "MoralValue"), "MoralValue"]}
+    judged = next(iter(asked.values()))
     for r in kept:
         answers = json.loads(r["judge_answers"])
         assert list(answers) == judged and set(answers.values()) <= {"yes", "no"}

@@ -174,6 +174,45 @@ def test_a_measured_threshold_makes_the_score_the_verdict_and_leaves_the_written
     assert JUDGE.calibrated("d" * 64, gold).thresholds == () and JUDGE.calibrated(None, gold).thresholds == ()
 
 
+def test_the_judge_does_not_ask_a_feature_the_gold_set_measured_as_noise(tmp_path):
+    # Gold figures written here (no model needed): Twist's verdict does not beat always-yes for
+    # this prompt, MoralValue's does, BadEnding's were measured for another prompt (unknown).
+    sha = "e" * 64
+    gold = tmp_path / "judge_gold.json"
+    base = {"always_yes_f1": 0.67}
+    gold.write_text(json.dumps({sha: {
+        "Twist": {**base, "f1": 0.65, "prompt_sha256": JUDGE.prompt_sha256("Twist")},
+        "MoralValue": {**base, "f1": 0.2, "verdict_threshold": -0.6, "verdict": {"f1": 0.74},
+                       "prompt_sha256": JUDGE.prompt_sha256("MoralValue")},
+        "BadEnding": {**base, "f1": 0.1, "prompt_sha256": "an edited template"}}}))
+    judge = JUDGE.calibrated(sha, gold)
+    assert "Twist" not in judge.labels and {"MoralValue", "BadEnding"} <= set(judge.labels)
+    assert set(JUDGE.calibrated(sha, gold, ask_all=True).labels) == set(JUDGE_LABELS)
+    assert JUDGE.calibrated("f" * 64, gold).labels == JUDGE_LABELS  # a model never measured: all asked
+    engine = FakeEngine(answerer(judge=lambda req, label: "yes"))
+    out = run(engine, plans(2), judge=judge)
+    asked = [r for r in engine.requests if r.grammar is not None]
+    assert len(asked) == 2 * len(judge.labels) and not any("Twist" in r.prompt.split("Question:")[-1] for r in asked)
+    assert all("Twist" not in json.loads(o.judge_answers()) for o in out.values())
+
+
+def test_questions_with_worked_examples_come_last_so_a_story_is_read_again_only_once():
+    # Fake engine: the order of requests is what is under test, not the text.
+    assert JUDGE_LABELS[-1] == "MoralValue" and dict(JUDGE.shots).keys() == {"MoralValue"}
+    engine = FakeEngine(answerer(), parallel=1)
+    run(engine, plans(1), judge=JUDGE)
+    prefixes = [r.prefix for r in engine.requests if r.grammar is not None]
+    # One prefix change per story: the questions without examples continue the same KV.
+    assert sum(a != b for a, b in zip(prefixes, prefixes[1:])) == 1
+
+
+def test_a_judge_asked_nothing_keeps_the_story_unjudged():
+    engine = FakeEngine(answerer())
+    out = run(engine, plans(2), judge=JUDGE.asking([]))
+    assert not [r for r in engine.requests if r.grammar is not None]
+    assert all(o.reason is None and o.answers is None and o.judged_features() == [] for o in out.values())
+
+
 @pytest.mark.parametrize("shots, fix", [
     ('[[Twist]]\nstory = "A cat sat."\nanswer = "maybe"\n', "answer = \"yes\""),
     ('[[Dialogue]]\nstory = "A cat sat."\nanswer = "yes"\n', "use one of"),

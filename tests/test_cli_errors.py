@@ -64,6 +64,7 @@ CASES = {
                                ["--parallel 64", "--n-batch"]),
     "too_many_features_per_story": (lambda m, t: ["--n", "5", "--model", m, "--features-per-story", "7"], ["--features-per-story"]),
     "judge_policy_without_judge": (lambda m, t: ["--n", "5", "--model", m, "--judge-policy", "reject"], ["--judge"]),
+    "judge_all_without_judge": (lambda m, t: ["--n", "5", "--model", m, "--judge-all"], ["--judge-all", "--judge"]),
     "new_summary_after_negative": (lambda m, t: ["--n", "5", "--model", m, "--new-summary-after", "-1"], ["--new-summary-after", "0 (never)"]),
     "push_to_not_a_repo_id": (lambda m, t: ["--n", "5", "--model", m, "--push-to", "no-slash"], ["--push-to", "owner/name"]),
 }

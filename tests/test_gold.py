@@ -141,6 +141,9 @@ def test_the_card_says_per_feature_how_its_label_was_checked(tmp_path, monkeypat
     unapplied = "\n".join(card.label_provenance(["Twist"], fp))
     assert "verdict =" not in unapplied and "unverified" in unapplied
     (tmp_path / "judge_gold.json").write_text(json.dumps({sha: {"Twist": figures, "BadEnding": {**figures, "f1": 0.5}}}))
+    # A judged feature the build did not ask (noise for this model on the gold set).
+    not_asked = {**fp, "judge": {**fp["judge"], "asked": {sha: ["Twist"]}}}
+    assert "| BadEnding | requested, unverified: not asked" in "\n".join(card.label_provenance(["BadEnding"], not_asked))
     # Another judge model: its figures were never measured.
     other = {**fp, "models": [{"sha256": "b" * 64}]}
     assert "| Twist | judged (verdict in `judged_features`) | not measured |" in "\n".join(card.label_provenance(["Twist"], other))
@@ -162,3 +165,6 @@ def test_the_packaged_judge_thresholds_hold_for_the_shipped_judge_prompts():
     wanted = {f for f, g in figures.items() if g.get("verdict_threshold") is not None}
     assert wanted == {"MoralValue"}  # what bench/judge.json measured: the one feature above always-yes
     assert dict(judge.calibrated(find("smollm2-135m").sha256).thresholds) == {f: figures[f]["verdict_threshold"] for f in wanted}
+    # The other four did not beat always-yes on the test part: a build does not ask them.
+    assert judge.calibrated(find("smollm2-135m").sha256).labels == ("MoralValue",)
+    assert set(judge.calibrated(find("smollm2-135m").sha256, ask_all=True).labels) == set(figures)

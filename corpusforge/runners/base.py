@@ -58,9 +58,13 @@ class Prepared:
                                 o.validation_fraction, o.test_fraction, o.split_key)
 
     def judge_for(self, model_sha256: str | None) -> Judge:
-        """The judge as this model applies it: the verdict thresholds the manifest pinned for it."""
-        pinned = (self.manifest["fingerprint"]["judge"].get("verdict_thresholds") or {}).get(model_sha256 or "", {})
-        return replace(self.judge, thresholds=tuple(pinned.items()))
+        """The judge as this model applies it: the questions and verdict thresholds the manifest
+        pinned for it (a model the manifest does not name is asked every judged feature)."""
+        fp = self.manifest["fingerprint"]["judge"]
+        pinned = (fp.get("verdict_thresholds") or {}).get(model_sha256 or "", {})
+        judge = replace(self.judge, thresholds=tuple(pinned.items()))
+        asked = (fp.get("asked") or {}).get(model_sha256 or "")
+        return judge if asked is None else judge.asking(asked)
 
 
 @dataclass(slots=True)
