@@ -350,7 +350,8 @@ def main() -> None:
         return
     if args.out.resolve() == (ROOT / "bench" / "results.json").resolve():
         raise SystemExit("--out bench/results.json is the random-weight bench's file: write kept figures elsewhere")
-    if not args.server.exists() or not args.batched_bench.exists():
+    # The lever rounds run the engine arm only: they need neither llama-server nor llama-batched-bench.
+    if not args.lever_rounds and (not args.server.exists() or not args.batched_bench.exists()):
         raise SystemExit("llama-server / llama-batched-bench not built: run `bash scripts/build_llama_tools.sh`")
     signal.signal(signal.SIGTERM, _interrupt)
     KEPT.mkdir(parents=True, exist_ok=True)
