@@ -169,7 +169,9 @@ def prepare(config: BuildConfig) -> Prepared:
     options.check(vocab)
     judge = load_judge(recipe, vocab.features, config.judge_policy) if config.judging else None
     judge_model = model_ref(config.judge_model) if config.judge_model else None
-    judging = [judge_model] if judge_model else models
+    # Per judging model: the judge as the gold set measured it (questions and thresholds), once.
+    calibrated = {m.sha256: judge.calibrated(m.sha256, ask_all=config.judge_all)
+                  for m in ([judge_model] if judge_model else models)} if judge else {}
     schema = RowSchema.from_vocab(vocab)
     fingerprint = config.fingerprint(
         vocab_sha=vocab.fingerprint(),
@@ -182,8 +184,8 @@ def prepare(config: BuildConfig) -> Prepared:
             "policy": judge.policy, "templates_sha256": judge.fingerprint, "features": list(judge.labels),
             # Per judging model: the labels it is asked (not those the gold set measured as noise
             # for it, unless --judge-all) and those whose verdict is the score against a threshold.
-            "asked": {m.sha256: list(judge.calibrated(m.sha256, ask_all=config.judge_all).labels) for m in judging},
-            "verdict_thresholds": {m.sha256: dict(judge.calibrated(m.sha256).thresholds) for m in judging},
+            "asked": {sha: list(j.labels) for sha, j in calibrated.items()},
+            "verdict_thresholds": {sha: dict(j.thresholds) for sha, j in calibrated.items()},
             "model": None if judge_model is None else {"name": judge_model.name, "sha256": judge_model.sha256}},
     )
     manifest = {

@@ -154,8 +154,7 @@ def label_provenance(features: tuple[str, ...] | list[str], fp: dict) -> list[st
     # The thresholds the build really applied (the manifest records them): figures measured for
     # another prompt (an edited template) are quoted, but not as the verdict's.
     applied = (judge.get("verdict_thresholds") or {}).get(judge_sha or "", {})
-    asked = (judge.get("asked") or {}).get(judge_sha or "")
-    asked = judged if asked is None else set(asked)
+    asked = set((judge.get("asked") or {}).get(judge_sha or "", judged))  # older manifests: all were asked
     skipped = set((fp.get("checks") or {}).get("skip") or [])
     lines = ["How each feature label was checked (`features` always holds what was asked for):", "",
              "| feature | label is | measured on the gold set (test part) |", "|---|---|---|"]

@@ -85,8 +85,9 @@ class Judge:
         A label gets a threshold only where bench_judge found the score beat always-yes on the
         dev part; any other model, or an edited template, keeps the written answer as the
         verdict. A label whose verdict did not beat always-yes on the test part is not asked
-        (unless `ask_all`): its answer is noise, and on 2 cores the four such questions of the
-        135M model cost more wall than the stories (measured: ~300 vs ~960 kept/h)."""
+        (unless `ask_all`): its answer is noise, and its question costs a re-read of the story
+        (measured on SmolLM2-135M, 24 stories: 168 s without the judge, 242 s asking all five
+        features, 188 s asking MoralValue only, the one that beats always-yes)."""
         figures = gold_figures(model_sha256, gold)
         measured = {label: g for label in self.labels
                     if (g := figures.get(label)) and g.get("prompt_sha256") == self.prompt_sha256(label)}
