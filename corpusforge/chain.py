@@ -19,7 +19,7 @@ import numpy as np
 from . import checks
 
 from .engine.base import Engine, Request, Result, SamplingParams
-from .engine.steer import CUT_CHECKS, LEVERS, Steer
+from .engine.steer import CUT_CHECKS, LEVERS, STORY_ONLY_CUTS, Steer
 from .judge import GRAMMAR, MAX_TOKENS, Judge
 from .recipes import Recipe
 from .sampler import StoryPlan, stage_seed, template_variables
@@ -274,7 +274,7 @@ class Chain:
         return Steer(config, ((p.noun, "noun"), (p.verb, "verb"), (p.adjective, "adjective")),
                      key_sentence=story.outputs.get("key_sentence", "") if last and self.has_key_sentence else "",
                      unfit_words=getattr(self.vocab, "unfit_words", ()), dialogue=last and "Dialogue" in p.features,
-                     cut_checks=self.cut_checks)
+                     cut_checks=self.cut_checks if last else self.cut_checks - STORY_ONLY_CUTS)
 
     def _ask_judge(self, story: _Story) -> None:
         """The next judge question of a story. Questions go one after another on one judge

@@ -462,23 +462,27 @@ _TRAILING_OFF = re.compile(r"(?:\.\.|…)[\"'”’)\]»]*$")
 _TAIL_CHARS = 300  # the end of a sentence is all unfinished() reads; sentence-splitting a whole story is slow
 
 
-def unfinished(text: str) -> str | None:
-    """'unfinished: last sentence "<its end>"' if the text stops mid-sentence.
-
-    That is: no final . ! ? (closing quotes and brackets may follow), unless the text closes
-    with "The End"; a final mark right after a word no sentence ends on ("the", "and"); a
-    trailing ellipsis; or speech left open anywhere in the text."""
+def finished(text: str) -> bool:
+    """True if the text ends a sentence: a final . ! ? (closing quotes and brackets may
+    follow) after a word a sentence may end on, or a closing "The End"; no trailing
+    ellipsis; no speech left open anywhere. Empty text is finished (nothing is cut off).
+    The steering's end-of-turn rule reads this too, so an answer ends only where this passes."""
     tail = text.rstrip()[-_TAIL_CHARS:]
     words = _WORD.findall(tail.lower())
     if not words:
-        return None
+        return True
     # Speech left open anywhere (an odd number of quotes) is a sentence never finished, and a
     # story that trails off in an ellipsis has no last sentence: both were among the audit's
     # failures of kept SmolLM2 stories when only the last paragraph's quotes were counted.
-    closed = not open_quote(text)
-    if closed and not _TRAILING_OFF.search(tail) and (
-            (_FINISHED.search(tail) and words[-1] not in _DANGLING) or _THE_END.search(tail)):
+    return not open_quote(text) and not _TRAILING_OFF.search(tail) and bool(
+        (_FINISHED.search(tail) and words[-1] not in _DANGLING) or _THE_END.search(tail))
+
+
+def unfinished(text: str) -> str | None:
+    """'unfinished: last sentence "<its end>"' if the text stops mid-sentence (not finished())."""
+    if finished(text):
         return None
+    tail = text.rstrip()[-_TAIL_CHARS:]
     return f'unfinished: last sentence "{_detail(_sentences(tail)[-1], 6, tail=True)}"'
 
 

@@ -425,6 +425,11 @@ LEVERS = {
     # One shard per --parallel plans: a shard starts on idle engines, so a freed sequence takes
     # only the shard's own retries, never the next plan (batch at a time, not continuous).
     "no refill across plans (batches of --parallel)": {"shard_size": DEFAULT_PARALLEL},
+    # Stop 23's three: the steering of stop 22 (all three off), then each one alone off.
+    "without boundary, finish and cut_missing": {"steer_off": ("boundary", "finish", "cut_missing")},
+    "no word boundary (glued words allowed)": {"steer_off": ("boundary",)},
+    "no finish rule (end of turn mid-sentence)": {"steer_off": ("finish",)},
+    "no missing-word cut (finish stories that lack a word)": {"steer_off": ("cut_missing",)},
 }
 
 

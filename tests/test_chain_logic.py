@@ -278,11 +278,19 @@ def test_a_bad_dedup_threshold_is_refused(bad):
 def test_skip_check_reaches_the_mid_stream_cut_of_the_story_stage():
     # The cut applies loop/task-talk/unfit/length early; a check turned off must not cut either.
     engine = FakeEngine(answerer())
-    chain = Chain(engine, RECIPE, VOCAB, check_list=checks.text_checks(skip={"loop", "unfit"}))
-    assert chain.cut_checks == {"length", "task_talk"}
+    chain = Chain(engine, RECIPE, VOCAB, check_list=checks.text_checks(skip={"loop", "unfit", "dialogue"}))
+    assert chain.cut_checks == {"length", "task_talk", "words"}
     story = chain._steer(type("S", (), {"plan": plans(1)[0], "stage": 2, "outputs": {"key_sentence": "Hi."}})())
-    assert story.cut_checks == {"length", "task_talk"}
-    assert Chain(engine, RECIPE, VOCAB).cut_checks == {"length", "task_talk", "loop", "unfit"}
+    assert story.cut_checks == {"length", "task_talk", "words"}
+    assert Chain(engine, RECIPE, VOCAB).cut_checks == {"length", "task_talk", "loop", "unfit", "words", "dialogue"}
+
+
+def test_a_summary_is_never_cut_for_a_missing_word_or_speech():
+    # Fake engine (only the requests' steering is read). The words and dialogue checks read the
+    # story alone: a summary without the noun is fine, so its stage must not cut on it.
+    chain = Chain(FakeEngine(answerer()), RECIPE, VOCAB)
+    summary = chain._steer(type("S", (), {"plan": plans(1)[0], "stage": 0, "outputs": {}})())
+    assert summary.words and summary.cut_checks == {"length", "task_talk", "loop", "unfit"}
 
 
 @pytest.mark.parametrize("after, stages_of_attempt_3", [(0, [2]), (2, [0, 1, 2])])

@@ -8,32 +8,35 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corpusforge.engine.steer import Steer, SteerConfig, Steering
+from corpusforge.engine.steer import Glue, Steer, SteerConfig, Steering
 
 EOG = 0
 VOCAB = [" <eog>", " the", " dog", " ran", " red", " unic", "orn", " cat", ".", "\n\n", " It", " was", " big",
-         ' "', "Hi", " runs", " running", " dogs", " Sam", " sat"]
+         ' "', "Hi", " runs", " running", " dogs", " Sam", " sat", "s", "shed", ",", " a", "It"]
 IDS = {piece: i for i, piece in enumerate(VOCAB)}
 
 
 def tokenize(text: str, add_special: bool = False) -> list[int]:
-    """Greedy longest match over VOCAB (enough for the spellings the tests use)."""
+    """Greedy longest match over VOCAB; a text it cannot spell is [] (so a spelling such as
+    " reddest" is no form of the word here, as compile() drops empty token lists)."""
     out, i = [], 0
     while i < len(text):
         piece = max((p for p in VOCAB if text.startswith(p, i)), key=len, default=None)
         if piece is None:
-            i += 1
-            continue
+            return []
         out.append(IDS[piece])
         i += len(piece)
     return out
+
+
+GLUE = Glue.of(enumerate(VOCAB))
 
 
 def steering(words=(("dog", "noun"), ("run", "verb"), ("red", "adjective")), key="", dialogue=False,
              cut_checks=None, **config) -> Steering:
     extra = {} if cut_checks is None else {"cut_checks": frozenset(cut_checks)}
     return Steering.compile(Steer(SteerConfig(**config), tuple(words), key_sentence=key, dialogue=dialogue, **extra),
-                            tokenize, [EOG], {})
+                            tokenize, [EOG], {}, GLUE)
 
 
 def feed(st: Steering, text: str) -> list:
@@ -94,9 +97,9 @@ def test_end_of_turn_is_forbidden_before_min_words_and_while_a_word_is_missing()
 
 
 def test_the_end_push_comes_only_right_after_a_sentence_ends_and_grows_past_the_target():
-    st = steering(words=(), min_words=1, target_words=4, end_bias_max=8.0)
+    st = steering(words=(), min_words=1, target_words=4, end_bias_max=8.0, finish=False)
     feed(st, " the dog ran the cat")
-    assert logits_after(st)[EOG] == 0  # mid-sentence: no push
+    assert logits_after(st)[EOG] == 0  # mid-sentence: no push (and with finish off, no ban)
     feed(st, ".")
     first = logits_after(st)[EOG]
     feed(st, " the dog ran the cat sat.")
@@ -195,3 +198,86 @@ def test_levers_switched_off_turn_the_whole_policy_off():
     config = SteerConfig().off(["words", "end", "key_sentence", "cut"])
     assert not config.any()
     assert SteerConfig().off(["words"]).any()
+
+
+def test_end_of_turn_is_forbidden_mid_sentence_and_inside_open_speech():
+    st = steering(words=(), min_words=1, target_words=100)
+    feed(st, " the dog ran the cat")
+    assert logits_after(st)[EOG] == -np.inf  # mid-sentence: the unfinished check would fail it
+    feed(st, ".")
+    assert logits_after(st)[EOG] == 0  # a finished sentence: allowed (no push before the target)
+    feed(st, '\n\n "Hi.')  # speech opened and not closed, though the sentence ends
+    assert logits_after(st)[EOG] == -np.inf
+    off = steering(words=(), min_words=1, target_words=100, finish=False)
+    feed(off, " the dog ran the cat")
+    assert logits_after(off)[EOG] == 0
+
+
+def test_right_after_a_required_word_only_tokens_that_end_or_inflect_it_may_follow():
+    st = steering(words=(("dog", "noun"),), min_words=0)
+    feed(st, " the dog")
+    row = logits_after(st)
+    assert row[IDS["shed"]] == -np.inf and row[IDS["orn"]] == -np.inf and row[IDS["Hi"]] == -np.inf  # "dogshed"
+    assert row[IDS["s"]] > -np.inf  # "dogs" is the word too
+    assert row[IDS[" ran"]] == 0 and row[IDS["."]] == 0  # a word boundary: untouched
+    feed(st, " ran")
+    assert logits_after(st)[IDS["shed"]] == 0  # only right after the word
+    off = steering(words=(("dog", "noun"),), min_words=0, boundary=False)
+    feed(off, " the dog")
+    assert logits_after(off)[IDS["shed"]] == 0
+
+
+def test_glue_lists_the_word_continuing_tokens_and_what_grows_a_word_into_its_forms():
+    assert set(GLUE.ids) == {IDS[p] for p in ("orn", "Hi", "s", "shed", "It")}
+    assert set(GLUE.growing(" dog", [" dog", " dogs"])) == {IDS["s"]}
+    assert GLUE.growing(" dogs", [" dog", " dogs"]).size == 0
+
+
+def test_a_word_still_missing_at_one_and_a_half_times_the_target_cuts_the_attempt():
+    st = steering(words=(("dog", "noun"), ("red", "adjective")), min_words=0, target_words=4)
+    steps = feed(st, " the red cat sat.")  # 4 words: not yet
+    assert not any(c for _, c, _ in steps)
+    reasons = [c for _, c, _ in feed(st, " the cat sat.")]
+    assert "words: missing noun 'dog' (cut while writing)" in reasons
+    # All written by then: no cut.
+    ok = steering(words=(("dog", "noun"),), min_words=0, target_words=4)
+    assert not any(c for _, c, _ in feed(ok, " the dog sat. the cat sat. the cat sat."))
+
+
+def test_the_missing_word_cut_follows_its_lever_and_the_checks_in_use():
+    text = " the red cat sat. the cat sat. the cat sat."
+    for kwargs in ({"cut_missing": False}, {"cut": False}, {"cut_checks": {"length", "loop"}}):
+        st = steering(words=(("dog", "noun"),), min_words=0, target_words=4, **kwargs)
+        assert not any(c for _, c, _ in feed(st, text)), kwargs
+
+
+def test_asked_for_speech_still_missing_at_one_and_a_half_times_the_target_cuts_the_attempt():
+    st = steering(words=(), dialogue=True, min_words=0, target_words=4)
+    reasons = [c for _, c, _ in feed(st, " the red cat sat. the cat sat.")]
+    assert "dialogue: requested but no quoted speech (cut while writing)" in reasons
+    spoken = steering(words=(), dialogue=True, min_words=0, target_words=4)
+    assert not any(c for _, c, _ in feed(spoken, ' the cat sat. "Hi," the dog ran.'))
+
+
+def test_a_required_word_inside_the_forced_key_sentence_counts_as_written():
+    st = steering(words=(("dog", "noun"),), key="It was a big dog.", min_words=0, target_words=20)
+    feed(st, " the cat sat the cat sat the cat sat the cat sat.\n\n")
+    assert "dog" in st.text and st.missing == []
+
+
+def test_the_detector_cuts_a_streamed_story_that_still_lacks_a_word():
+    det = Steering.detector(SteerConfig(target_words=4), words=(("dog", "noun"),))
+    pieces = [" the", " cat", " sat", ".", " the", " cat", " sat", "."]
+    reasons = [c for _, c, _ in (det.after(0, p, False) for p in pieces)]
+    assert "words: missing noun 'dog' (cut while writing)" in reasons
+
+
+def test_a_required_word_glued_into_a_longer_word_is_still_missing():
+    # "cornshed" holds no "corn": the word counts only once a boundary follows it.
+    st = steering(words=(("dog", "noun"),), min_words=0, boundary=False)
+    feed(st, " the dog")
+    assert st.missing == [0]  # " dog" may still grow
+    feed(st, "shed.")
+    assert st.missing == [0]
+    feed(st, " the dog.")
+    assert st.missing == []

@@ -16,7 +16,13 @@ Why each lever exists (measured on SmolLM2-135M-Instruct, scripts/bench_quality.
 - a 135M model almost never copies a given sentence verbatim, so the key sentence is
   inserted as forced tokens at the first paragraph (or sentence) break;
 - a loop, task talk in the first sentence, unfit words or too many words doom an attempt:
-  cutting it there gives its tokens to other stories.
+  cutting it there gives its tokens to other stories; so does a required word (or the
+  asked-for speech) still missing at 1.5x the target length, where the end-of-turn ban lifts;
+- a required word's tokens get glued onto ("cornshed", "fingerpaint": 2 of 8 words
+  rejects in a 64-story build), so right after one the next token must end the word or
+  grow it into another of its inflections ("boundary");
+- the model stops mid-sentence (15 of 74 retries were "unfinished"), so end-of-turn is
+  allowed only where checks.finished() holds ("finish").
 """
 from __future__ import annotations
 
@@ -27,7 +33,10 @@ import numpy as np
 
 from .. import checks
 
-LEVERS = ("words", "end", "key_sentence", "cut")
+MAIN_LEVERS = ("words", "end", "key_sentence", "cut")
+# Finer levers, each part of a main one (and off with it): boundary of words, finish of end,
+# cut_missing of cut. --no-steer and the bench's lever table name them one by one.
+LEVERS = MAIN_LEVERS + ("boundary", "finish", "cut_missing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +53,9 @@ class SteerConfig:
     key_sentence: bool = True  # insert the key sentence by construction
     cut: bool = True  # end a doomed attempt mid-stream
     max_words: int = 600
+    boundary: bool = True  # after a required word, the next token ends it (or inflects it)
+    finish: bool = True  # end-of-turn only where the text ends a sentence (checks.finished)
+    cut_missing: bool = True  # cut at 1.5x target_words when a word or the speech is still missing
     # End the answer at its first line break once it has min_words (part of "end"): a summary
     # or a sentence is one line, and the 135M model otherwise runs on into a whole story.
     end_at_newline: bool = False
@@ -56,10 +68,13 @@ class SteerConfig:
         return asdict(self)
 
     def any(self) -> bool:
-        return any(getattr(self, k) for k in LEVERS)
+        return any(getattr(self, k) for k in MAIN_LEVERS)
 
 
-CUT_CHECKS = ("length", "task_talk", "loop", "unfit")  # check names the mid-stream cut applies early
+# Check names the mid-stream cut applies early. "words" and "dialogue" are the last stage's
+# checks only: the chain leaves them out of an earlier stage's cut_checks.
+CUT_CHECKS = ("length", "task_talk", "loop", "unfit", "words", "dialogue")
+STORY_ONLY_CUTS = frozenset({"words", "dialogue"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,33 +112,50 @@ class Steering:
     generated: list[int] = field(default_factory=list)
     tokenize: object = None  # the engine's tokenizer, for the forced key sentence
     quotes: list[int] = field(default_factory=list)  # tokens opening speech, while none is written
+    need_quote: bool = False  # speech asked for and none written yet
+    glue: object = None  # Glue of the engine's vocabulary ("boundary"), or None
+    grow: list[list[np.ndarray]] = field(default_factory=list)  # per missing word, per form: tokens that inflect it
 
     @classmethod
-    def compile(cls, spec: Steer, tokenize, eog: list[int], cache: dict) -> Steering:
-        """Token sequences of every spelling of every word (" word" and its inflections)."""
-        forms = []
-        for word, pos in spec.words:
+    def compile(cls, spec: Steer, tokenize, eog: list[int], cache: dict, glue: Glue | None = None) -> Steering:
+        """Token sequences of every spelling of every word (" word" and its inflections), and
+        with `glue`, the tokens that may follow each one inside a word (they inflect it)."""
+        forms, grow = [], []
+        glue = glue if spec.config.words and spec.config.boundary else None
+        for word, pos in spec.words if spec.config.words else ():
             key = (word, pos)
             if key not in cache:
                 spellings = sorted(_spellings(word, pos))
-                seqs = {tuple(tokenize(s, add_special=False)) for s in spellings}
-                cache[key] = [list(t) for t in sorted(seqs) if t]
-            forms.append(cache[key])
+                seqs = {tuple(tokenize(s, add_special=False)): s for s in spellings}
+                cache[key] = [(list(t), seqs[t]) for t in sorted(seqs) if t]
+            forms.append([t for t, _ in cache[key]])
+            if glue is not None:
+                if ("grow",) + key not in cache:
+                    texts = [text for _, text in cache[key]]
+                    cache[("grow",) + key] = [glue.growing(text, texts) for text in texts]
+                grow.append(cache[("grow",) + key])
         quotes = []
         if spec.dialogue and spec.config.words:
             if "quotes" not in cache:
                 cache["quotes"] = sorted({t[0] for t in (tokenize(q, add_special=False) for q in (' "', '"', " “")) if t})
             quotes = cache["quotes"]
         return cls(spec, forms, eog, tokenize=tokenize, quotes=quotes, missing=list(range(len(spec.words))) if spec.config.words else [],
-                   key_done=not (spec.config.key_sentence and spec.key_sentence.strip()))
+                   key_done=not (spec.config.key_sentence and spec.key_sentence.strip()), need_quote=spec.dialogue,
+                   glue=glue, grow=grow)
 
     @classmethod
-    def detector(cls, config: SteerConfig, unfit_words: tuple[str, ...] = (), cut_checks=frozenset(CUT_CHECKS)) -> Steering:
+    def detector(cls, config: SteerConfig, unfit_words: tuple[str, ...] = (), cut_checks=frozenset(CUT_CHECKS),
+                 words: tuple[tuple[str, str], ...] = (), dialogue: bool = False) -> Steering:
         """Only what can be applied to text streamed from elsewhere (a server): the mid-stream
         cut and the end at a line break, fed through `after`; nothing that changes logits.
+        With `words` (and `dialogue`) it also cuts where a word (or the speech) is still
+        missing at 1.5x the target length, as the build does (those need no logits either).
         scripts/bench_kept.py's llama-server client closes its stream when this fires."""
-        spec = Steer(config.off(("words", "key_sentence")), unfit_words=unfit_words, cut_checks=frozenset(cut_checks))
-        return cls.compile(spec, None, [], {})
+        spec = Steer(config.off(("words", "key_sentence")), words=tuple(words), unfit_words=unfit_words,
+                     cut_checks=frozenset(cut_checks), dialogue=dialogue)
+        s = cls.compile(spec, None, [], {})
+        s.forms, s.missing = [], list(range(len(spec.words)))  # tracked from the text, never biased
+        return s
 
     # ----- before sampling -------------------------------------------------------------
 
@@ -134,19 +166,27 @@ class Steering:
         bias = c.word_bias + (c.word_bias_max - c.word_bias) * progress
         if self.quotes:
             logits[self.quotes] += bias
+        grow = None  # a required word just written: the tokens that may still inflect it
         if self.missing:
             for i in self.missing:
-                for seq in self.forms[i]:
+                for j, seq in enumerate(self.forms[i]):
                     k = _partial(self.generated, seq)
                     if k:  # the word is half written: finish it
                         logits[seq[k]] += c.word_bias_max + 4.0
                     else:
                         logits[seq[0]] += bias
+                        if self.glue is not None and self.generated[-len(seq):] == seq:
+                            grow = self.grow[i][j]
+        if grow is not None:  # end the word here: no "cornshed" (it would not count)
+            keep = logits[grow]
+            logits[self.glue.ids] = -np.inf
+            logits[grow] = keep
         if c.end:
             if (self.n_words < c.min_words or ((self.missing or self.quotes) and self.n_words < 1.5 * c.target_words)
-                    or checks.open_quote(self.text[self.text.rfind("\n") + 1:])):
-                # Too short, a word still to come, or speech still open: not yet (past 1.5x
-                # the target a missing word may end it and fail the words check instead).
+                    or checks.open_quote(self.text[self.text.rfind("\n") + 1:])
+                    or (c.finish and not checks.finished(self.text))):
+                # Too short, a word still to come, speech still open, or mid-sentence: not yet
+                # (past 1.5x the target a missing word ends it: cut_missing or the words check).
                 logits[self.eog] = -np.inf
             elif self.n_words >= c.target_words and _SENTENCE_END.search(self.text):
                 over = (self.n_words - c.target_words) / max(1, c.target_words)
@@ -163,12 +203,13 @@ class Steering:
             self.generated.append(token)
             self.text += piece
             self.n_words = len(_WORD.findall(self.text))
-            if self.quotes and ('"' in piece or "“" in piece):
-                self.quotes = []
+            if self.need_quote and ('"' in piece or "“" in piece):
+                self.quotes, self.need_quote = [], False
             if self.missing and not piece[:1].isalnum():  # a word boundary: did a missing word land?
                 # Only the text's tail can hold a word that just ended (a scan of the whole
-                # story per token per sequence would grow with its square).
-                tail = self.text[-80:]
+                # story per token per sequence would grow with its square), and only before
+                # this piece: the word this piece starts may still grow ("corn" -> "cornshed").
+                tail = self.text[-80 - len(piece):len(self.text) - len(piece)]
                 self.missing = [i for i in self.missing if not checks.mentions(*self.spec.words[i], tail)]
         forced = self._key_sentence(piece, is_eog)
         return forced, None if forced else self._cut(is_eog), False
@@ -189,6 +230,12 @@ class Steering:
             self.generated += tokens
             self.text += text
             self.n_words = len(_WORD.findall(self.text))
+            # The sentence may carry a required word (or open speech): after() only scans the
+            # text's tail at a word boundary, which a long sentence runs past.
+            tail = self.text[-(len(text) + 80):]
+            self.missing = [i for i in self.missing if not checks.mentions(*self.spec.words[i], tail)]
+            if self.need_quote and ('"' in text or "“" in text):
+                self.quotes, self.need_quote = [], False
             return tokens
         return None
 
@@ -203,6 +250,8 @@ class Steering:
             self.first_sentence_checked = True
             if "task_talk" in on and (reason := checks.task_talk(self.text)):
                 return reason
+        if c.cut_missing and self.n_words >= 1.5 * c.target_words and (reason := self._still_missing()):
+            return reason
         self.since_cut_check += 1
         if self.since_cut_check >= CUT_EVERY:
             self.since_cut_check = 0
@@ -210,6 +259,21 @@ class Steering:
             done = self.text[: max(self.text.rfind(" "), 0)]
             return (("loop" in on and checks.find_loop(self.text))
                     or ("unfit" in on and checks.unfit(done, self.spec.unfit_words)) or None)
+        return None
+
+    def _still_missing(self) -> str | None:
+        """The words (or dialogue) check's reason, where the story can no longer pass it: past
+        1.5x the target the end-of-turn ban lifts, and in a 64-story SmolLM2 build no kept
+        story's last required word came later than word 224 (target 150)."""
+        on = self.spec.cut_checks
+        if self.missing and "words" in on:
+            # Confirm on the whole text once, as the check will read it (the running scan reads tails).
+            self.missing = [i for i in self.missing if not checks.mentions(*self.spec.words[i], self.text)]
+            if self.missing:
+                names = ", ".join(f"{pos} '{word}'" for word, pos in (self.spec.words[i] for i in self.missing))
+                return f"words: missing {names} (cut while writing)"
+        if self.need_quote and "dialogue" in on and not checks.has_dialogue(self.text):
+            return "dialogue: requested but no quoted speech (cut while writing)"
         return None
 
     def _tokens_of(self, text: str) -> list[int]:
@@ -231,3 +295,32 @@ def _partial(generated: list[int], seq: list[int]) -> int:
         if len(generated) >= k and generated[-k:] == seq[:k]:
             return k
     return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Glue:
+    """The tokens that continue a word (their text starts with a letter or digit) in one
+    model's vocabulary, and those tokens by text: what "boundary" masks after a required word."""
+
+    ids: np.ndarray
+    by_text: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, pieces) -> Glue:
+        """From (token id, text) pairs of a whole vocabulary."""
+        by_text: dict[str, list[int]] = {}
+        for token, text in pieces:
+            if text[:1].isalnum():
+                by_text.setdefault(text, []).append(token)
+        return cls(np.array(sorted(t for ts in by_text.values() for t in ts), dtype=np.int64), by_text)
+
+    def growing(self, text: str, spellings) -> np.ndarray:
+        """Tokens that, written right after `text`, still lead to one of `spellings` (" jog" ->
+        "s", "ged", "ging", "g", ...): the inflections the boundary must not forbid."""
+        grow = set()
+        for other in spellings:
+            if len(other) > len(text) and other.startswith(text):
+                rest = other[len(text):]
+                for k in range(1, len(rest) + 1):
+                    grow.update(self.by_text.get(rest[:k], ()))
+        return np.array(sorted(grow), dtype=np.int64)
