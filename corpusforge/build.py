@@ -57,6 +57,9 @@ class Summary:
     seconds: float = 0.0
     reasons: Counter = field(default_factory=Counter)
     retried: Counter = field(default_factory=Counter)  # reason codes of attempts that were retried
+    # Generated tokens that end in no kept story, by reason: a retried attempt's failed stage
+    # (and its judge questions), and everything a rejected story generated.
+    wasted: Counter = field(default_factory=Counter)
     models: dict[str, ModelSummary] = field(default_factory=dict)
     moved_duplicates: int = 0  # kept stories the driver sent to rejects (cross-shard duplicates)
     frequencies: dict = field(default_factory=dict)  # planned vs kept, from the sealed shards
@@ -77,6 +80,10 @@ class Summary:
             m.reasons[code] += 1
         m.attempts += 1 + len(e.failed)
         self.retried.update(e.failed)
+        for code, tokens in zip(e.failed, e.failed_tokens):
+            self.wasted[code] += tokens
+        if e.reason is not None:  # a rejected story wasted everything else it generated too
+            self.wasted[e.reason.split(":")[0]] += e.completion_tokens - sum(e.failed_tokens)
         m.duplicates += e.failed.count("duplicate") + (e.reason or "").startswith("duplicate")
         self.generated_tokens += e.completion_tokens
         self.prompt_tokens_evaluated += e.prompt_tokens - e.prompt_tokens_reused

@@ -84,6 +84,7 @@ class Outcome:
     judge_prompt_tokens: int = 0  # of the prompt tokens above, the judge's (evaluated only)
     judge_completion_tokens: int = 0
     failed: tuple[str, ...] = ()  # reason codes of the attempts that were retried
+    failed_tokens: tuple[int, ...] = ()  # tokens each of those generated in its failed stage (and judge)
     forced_tokens: int = 0  # tokens steering inserted into the final story (its key sentence)
     # Per asked feature: log P(yes|Yes) - log P(no|No) at the judge's first answer token, from the
     # model's logits before the grammar; None where the engine gave no logits (the fake engine).
@@ -116,6 +117,8 @@ class _Story:
     judge_prompt_tokens: int = 0
     judge_completion_tokens: int = 0
     failed: list[str] = field(default_factory=list)
+    failed_tokens: list[int] = field(default_factory=list)
+    tokens_at_try: int = 0  # completion_tokens when the stage now running was submitted
     forced_tokens: int = 0
     scores: dict[str, float | None] | None = None
     last_stage_failures: int = 0  # failed attempts at the last stage since the first stage ran
@@ -244,6 +247,7 @@ class Chain:
 
     def _submit(self, story: _Story) -> None:
         stage = self.recipe.stages[story.stage]
+        story.tokens_at_try = story.completion_tokens
         self.engine.submit(
             Request(
                 prompt=self.prompt(story.plan, story.stage, story.outputs, story.said),
@@ -372,6 +376,7 @@ class Chain:
         if story.attempt < self.max_attempts and not fatal:
             # Retry only the stage that failed, with a fresh seed: earlier stages passed.
             story.failed.append(reason.split(":")[0])
+            story.failed_tokens.append(story.completion_tokens - story.tokens_at_try)
             story.attempt += 1
             story.draft, story.answers, story.verdicts, story.scores = None, None, None, None
             if story.stage == len(self.recipe.stages) - 1:
@@ -414,6 +419,7 @@ class Chain:
             judge_prompt_tokens=story.judge_prompt_tokens,
             judge_completion_tokens=story.judge_completion_tokens,
             failed=tuple(story.failed),
+            failed_tokens=tuple(story.failed_tokens),
             forced_tokens=story.forced_tokens,
             scores=dict(story.scores) if story.scores is not None and story.draft is not None else None,
         )

@@ -50,7 +50,7 @@ from corpusforge import checks  # noqa: E402
 from corpusforge.build import build, prepare  # noqa: E402
 from corpusforge.chain import as_said  # noqa: E402
 from corpusforge.config import DEFAULT_PARALLEL, BuildConfig  # noqa: E402
-from corpusforge.engine.steer import Steer, Steering  # noqa: E402
+from corpusforge.engine.steer import STORY_ONLY_CUTS, Steer, Steering  # noqa: E402
 from corpusforge.models import pull_model, sha256_file  # noqa: E402
 from corpusforge.runners.base import context_needed, make_chain  # noqa: E402
 from corpusforge.sampler import stage_seed  # noqa: E402
@@ -97,6 +97,7 @@ def run_engine(model: str, n: int, seed: int, threads: int, parallel: int, worke
         "prompt_tokens_evaluated": summary.prompt_tokens_evaluated,
         "reject_reasons": dict(Counter(r["reject_reason"].split(":")[0] for r in rejects).most_common()),
         "retry_reasons": dict(summary.retried.most_common()),
+        "wasted_tokens": dict(summary.wasted.most_common()),
         "peak_rss_mb": peak_rss_mb(),
         "kept_rows": kept,
     }
@@ -142,10 +143,18 @@ class Client:
             forms = Steering.compile(spec, self.fmt.tokenize, [], self.cache).forms
         return sorted({seq[0] for word in forms for seq in word})
 
-    def detector(self, i: int) -> Steering | None:
-        """The build's mid-stream detector for this stage (what closing a stream can apply)."""
+    def detector(self, i: int, plan) -> Steering | None:
+        """The build's mid-stream detector for this stage (what closing a stream can apply): the
+        story stage is also cut where a word or the asked-for speech is still missing at 1.5x
+        its target, as in the build."""
         steer = self.stages[i].steer
-        return None if steer is None else Steering.detector(steer, tuple(self.p.vocab.unfit_words), self.chain.cut_checks)
+        if steer is None:
+            return None
+        if i < len(self.stages) - 1:
+            return Steering.detector(steer, tuple(self.p.vocab.unfit_words), self.chain.cut_checks - STORY_ONLY_CUTS)
+        return Steering.detector(steer, tuple(self.p.vocab.unfit_words), self.chain.cut_checks,
+                                 words=((plan.noun, "noun"), (plan.verb, "verb"), (plan.adjective, "adjective")),
+                                 dialogue="Dialogue" in plan.features)
 
     def complete(self, port: int, body: dict, det: Steering | None) -> tuple[str, bool, str | None]:
         """(text, truncated, cut reason) of one streamed request; closes the stream on a cut."""
@@ -188,7 +197,7 @@ class Client:
         i, attempt, failed = 0, 1, []
         while True:
             stage = self.stages[i]
-            raw, truncated, cut = self.complete(port, self.body(plan, i, attempt, outputs, said), self.detector(i))
+            raw, truncated, cut = self.complete(port, self.body(plan, i, attempt, outputs, said), self.detector(i, plan))
             text = self.chain.parse(stage, raw)
             outputs[stage.name], said[stage.name] = text, as_said(raw, text)
             reason = cut
@@ -274,6 +283,9 @@ def figures(arm: dict, own: list[tuple[int, int]]) -> dict:
         "own_tokens_per_kept": {"prompt": round(statistics.mean(p for p, _ in own), 1), "generated": round(statistics.mean(g for _, g in own), 1)} if own else None,
         # Kept stories' own outputs over every generated token (cut and rejected attempts included).
         "kept_token_share": round(min(1.0, kept_gen / arm["generated_tokens"]), 3) if arm["generated_tokens"] else None,
+        # Where the rest went: each failure reason's tokens as a share of all generated ones.
+        "wasted_share": {r: round(t / arm["generated_tokens"], 3) for r, t in arm.get("wasted_tokens", {}).items()}
+        if arm["generated_tokens"] else {},
     }
 
 
@@ -342,7 +354,7 @@ def main() -> None:
         args.n, args.seed, args.parallel, args.threads = old["plans_per_arm"], old["seed"], old["parallel"], old["threads"]
         res = summarize(args, pull_model(MODEL), old["server_options"], old["server_tuning"], old["rounds_real"],
                         old["roof_shape"]["npp"], old["roof_shape"]["ntg"])
-        res.update({k: old[k] for k in ("scale", "roof_at_depth") if k in old})
+        res.update({k: old[k] for k in ("scale", "roof_at_depth", "levers", "levers_steering") if k in old})
         if args.roof_at_depth:
             res["roof_at_depth"] = roof_at_depth(args, res)
         args.out.write_text(json.dumps(res, indent=2) + "\n")
@@ -403,10 +415,13 @@ def main() -> None:
               f"engine at {row['kept_roof_fraction']}, engine/server {row['ratio_kept_vs_llama_server']}", flush=True)
         rounds.append(row)
 
-    if rounds or tuning or not args.out.exists():
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if rounds or tuning or not old:
         results = summarize(args, model, options, tuning, rounds, npp, ntg)
+        # What other commands measured (--lever-rounds, --scale-rounds) stays in the file.
+        results.update({k: old[k] for k in ("levers", "levers_steering", "scale") if k in old})
     else:  # --rounds 0 --scale-rounds R: add the scale figures to the file of an earlier run
-        results = json.loads(args.out.read_text())
+        results = old
     if args.scale_rounds:
         results["scale"] = scale(args, model, results["rounds_real"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -425,11 +440,12 @@ LEVERS = {
     # One shard per --parallel plans: a shard starts on idle engines, so a freed sequence takes
     # only the shard's own retries, never the next plan (batch at a time, not continuous).
     "no refill across plans (batches of --parallel)": {"shard_size": DEFAULT_PARALLEL},
-    # Stop 23's three: the steering of stop 22 (all three off), then each one alone off.
-    "without boundary, finish and cut_missing": {"steer_off": ("boundary", "finish", "cut_missing")},
+    # Stop 23's four: the steering of stop 22 (all four off), then each one alone off.
+    "stop 22's steering (no boundary, finish, cut_missing, hold_line)": {"steer_off": ("boundary", "finish", "cut_missing", "hold_line")},
     "no word boundary (glued words allowed)": {"steer_off": ("boundary",)},
     "no finish rule (end of turn mid-sentence)": {"steer_off": ("finish",)},
     "no missing-word cut (finish stories that lack a word)": {"steer_off": ("cut_missing",)},
+    "no hold_line (a summary may end without its words)": {"steer_off": ("hold_line",)},
 }
 
 
@@ -448,7 +464,8 @@ def levers(args, model: Path) -> dict:
             runs[name].append(f)
             print(f"  lever round {r + 1} {name}: kept {f['kept']}/{args.n} in {f['seconds']} s = {f['kept_per_hour']} kept/h, "
                   f"kept token share {f['kept_token_share']}, attempts/kept {f['attempts_per_kept']}, "
-                  f"gen tok/kept {f['generated_tokens_per_kept']}, retries {f['retry_reasons']}", flush=True)
+                  f"gen tok/kept {f['generated_tokens_per_kept']}, retries {f['retry_reasons']}, "
+                  f"wasted share {f['wasted_share']}", flush=True)
     base = statistics.median(f["kept_per_hour"] for f in runs["default (all levers)"])
     return {
         "plans": args.n, "rounds": args.lever_rounds, "changes": {name: LEVERS[name] for name in chosen},
@@ -457,7 +474,8 @@ def levers(args, model: Path) -> dict:
                          "kept": fs[0]["kept"], "kept_token_share": fs[0]["kept_token_share"],
                          "attempts_per_kept": fs[0]["attempts_per_kept"],
                          "generated_tokens_per_kept": fs[0]["generated_tokens_per_kept"],
-                         "retry_reasons": fs[0]["retry_reasons"], "reject_reasons": fs[0]["reject_reasons"]}
+                         "retry_reasons": fs[0]["retry_reasons"], "reject_reasons": fs[0]["reject_reasons"],
+                         "wasted_share": fs[0].get("wasted_share", {})}
                   for name, fs in runs.items()},
         "runs": runs,
     }

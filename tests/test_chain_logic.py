@@ -76,6 +76,31 @@ def test_a_story_missing_its_noun_is_retried_with_a_new_seed_and_kept():
     assert len(seeds) == 6  # two attempts per story, each with its own sampler seed
 
 
+def test_a_retried_attempt_records_the_tokens_its_failed_stage_generated():
+    # Fake engine: a story's tokens are its words, so the failed story stage's count is known.
+    failed_text = {}
+
+    def story(p, attempt):
+        if attempt == 1:
+            failed_text[p.id] = story_text(p).replace(p.noun, "thing")
+            return failed_text[p.id]
+        return story_text(p)
+
+    out = run(FakeEngine(answerer(story)), plans(2))
+    assert all(o.failed_tokens == (len(failed_text[i].split()),) for i, o in out.items())
+
+
+def test_wasted_tokens_count_failed_attempts_and_all_of_a_rejected_story():
+    from corpusforge.build import Summary
+    from corpusforge.runners.base import Event
+
+    s = Summary(n=2)
+    s.add(Event(0, 0, None, 10, 0, 300, failed=("words",), failed_tokens=(120,)), "m", 1.0)
+    s.add(Event(1, 0, "dialogue: requested but no quoted speech", 10, 0, 500,
+                failed=("words", "loop"), failed_tokens=(100, 40)), "m", 2.0)
+    assert s.wasted == {"words": 220, "loop": 40, "dialogue": 360}
+
+
 def test_after_the_last_attempt_a_failing_story_is_rejected_with_its_reason():
     engine = FakeEngine(answerer(lambda p, a: story_text(p).replace(p.noun, "thing")))
     out = run(engine, plans(2), max_attempts=2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corpusforge.engine.steer import Glue, Steer, SteerConfig, Steering
+from corpusforge.engine.steer import Pieces, Steer, SteerConfig, Steering
 
 EOG = 0
 VOCAB = [" <eog>", " the", " dog", " ran", " red", " unic", "orn", " cat", ".", "\n\n", " It", " was", " big",
@@ -29,14 +29,14 @@ def tokenize(text: str, add_special: bool = False) -> list[int]:
     return out
 
 
-GLUE = Glue.of(enumerate(VOCAB))
+PIECES = Pieces.of(enumerate(VOCAB))
 
 
 def steering(words=(("dog", "noun"), ("run", "verb"), ("red", "adjective")), key="", dialogue=False,
              cut_checks=None, **config) -> Steering:
     extra = {} if cut_checks is None else {"cut_checks": frozenset(cut_checks)}
     return Steering.compile(Steer(SteerConfig(**config), tuple(words), key_sentence=key, dialogue=dialogue, **extra),
-                            tokenize, [EOG], {}, GLUE)
+                            tokenize, [EOG], {}, PIECES)
 
 
 def feed(st: Steering, text: str) -> list:
@@ -227,10 +227,10 @@ def test_right_after_a_required_word_only_tokens_that_end_or_inflect_it_may_foll
     assert logits_after(off)[IDS["shed"]] == 0
 
 
-def test_glue_lists_the_word_continuing_tokens_and_what_grows_a_word_into_its_forms():
-    assert set(GLUE.ids) == {IDS[p] for p in ("orn", "Hi", "s", "shed", "It")}
-    assert set(GLUE.growing(" dog", [" dog", " dogs"])) == {IDS["s"]}
-    assert GLUE.growing(" dogs", [" dog", " dogs"]).size == 0
+def test_pieces_list_the_word_continuing_tokens_and_what_grows_a_word_into_its_forms():
+    assert set(PIECES.glue) == {IDS[p] for p in ("orn", "Hi", "s", "shed", "It")}
+    assert set(PIECES.growing(" dog", [" dog", " dogs"])) == {IDS["s"]}
+    assert PIECES.growing(" dogs", [" dog", " dogs"]).size == 0
 
 
 def test_a_word_still_missing_at_one_and_a_half_times_the_target_cuts_the_attempt():
@@ -281,3 +281,17 @@ def test_a_required_word_glued_into_a_longer_word_is_still_missing():
     assert st.missing == [0]
     feed(st, " the dog.")
     assert st.missing == []
+
+
+def test_a_one_line_answer_may_not_break_its_line_while_a_word_is_missing():
+    st = steering(words=(("dog", "noun"),), end_at_newline=True, min_words=2, target_words=4)
+    feed(st, " the cat sat.")
+    assert logits_after(st)[IDS["\n\n"]] == -np.inf  # "dog" still to come
+    feed(st, " the dog ran.")
+    assert logits_after(st)[IDS["\n\n"]] == 0
+    late = steering(words=(("dog", "noun"),), end_at_newline=True, min_words=2, target_words=2)
+    feed(late, " the cat sat.")  # 3 words = 1.5x the target: the line may end without it
+    assert logits_after(late)[IDS["\n\n"]] == 0
+    off = steering(words=(("dog", "noun"),), end_at_newline=True, min_words=2, target_words=4, hold_line=False)
+    feed(off, " the cat sat.")
+    assert logits_after(off)[IDS["\n\n"]] == 0

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .base import EngineStats, Request, Result, SamplingParams
-from .steer import Glue, Steering
+from .steer import Pieces, Steering
 
 # Quantized weights are where the AMX matmul of a native build crashes; float ones are fine.
 _FLOAT_FTYPES = {0, 1, 32}  # LLAMA_FTYPE_ALL_F32, MOSTLY_F16, MOSTLY_BF16
@@ -220,7 +220,7 @@ class LlamaEngine:
         self._grammars_ok: set[str] = set()
         self._steer_cache: dict = {}
         self._pieces: dict[int, str] = {}
-        self._glue_table: Glue | None = None
+        self._pieces_table: Pieces | None = None
         if n_ctx:
             try:
                 self.start(n_ctx)
@@ -584,7 +584,7 @@ class LlamaEngine:
                 ll.llama_memory_seq_cp(self.mem, prefix.seq, slot.seq, -1, -1)
                 reused = copied = len(shared)
         slot.session, slot.kv = req.session, []
-        slot.steering = (Steering.compile(req.steer, self.tokenize, self.eog_tokens(), self._steer_cache, self._glue())
+        slot.steering = (Steering.compile(req.steer, self.tokenize, self.eog_tokens(), self._steer_cache, self._vocab_pieces())
                          if req.steer is not None and req.steer.config.any() else None)
         slot.forced, slot.n_forced = [], 0
         slot.request, slot.sampler = req, self._sampler(req)
@@ -718,11 +718,11 @@ class LlamaEngine:
         add(ll.llama_sampler_init_dist(req.seed & 0xFFFFFFFF))
         return chain
 
-    def _glue(self) -> Glue:
-        """The vocabulary's word-continuing tokens (once: ~49k token_to_piece calls)."""
-        if self._glue_table is None:
-            self._glue_table = Glue.of((t, self._piece(t)) for t in range(self.n_vocab))
-        return self._glue_table
+    def _vocab_pieces(self) -> Pieces:
+        """What steering reads of the vocabulary (once: ~49k token_to_piece calls)."""
+        if self._pieces_table is None:
+            self._pieces_table = Pieces.of((t, self._piece(t)) for t in range(self.n_vocab))
+        return self._pieces_table
 
     def _piece(self, token: int) -> str:
         """The text of one token as it follows others (cached: steering reads every one)."""

@@ -22,7 +22,10 @@ Why each lever exists (measured on SmolLM2-135M-Instruct, scripts/bench_quality.
   rejects in a 64-story build), so right after one the next token must end the word or
   grow it into another of its inflections ("boundary");
 - the model stops mid-sentence (15 of 74 retries were "unfinished"), so end-of-turn is
-  allowed only where checks.finished() holds ("finish").
+  allowed only where checks.finished() holds ("finish");
+- a story whose summary lacks a word mostly lacks it too (in a 64-story build, 1 of 8 words
+  rejects had all three words in its summary, 39 of 64 kept stories did), and a summary ends
+  at its first line break: so its line may not break while a word is missing ("hold_line").
 """
 from __future__ import annotations
 
@@ -34,9 +37,9 @@ import numpy as np
 from .. import checks
 
 MAIN_LEVERS = ("words", "end", "key_sentence", "cut")
-# Finer levers, each part of a main one (and off with it): boundary of words, finish of end,
-# cut_missing of cut. --no-steer and the bench's lever table name them one by one.
-LEVERS = MAIN_LEVERS + ("boundary", "finish", "cut_missing")
+# Finer levers, each part of a main one (and off with it): boundary of words, finish and
+# hold_line of end, cut_missing of cut. --no-steer and the bench's lever table name them one by one.
+LEVERS = MAIN_LEVERS + ("boundary", "finish", "cut_missing", "hold_line")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class SteerConfig:
     boundary: bool = True  # after a required word, the next token ends it (or inflects it)
     finish: bool = True  # end-of-turn only where the text ends a sentence (checks.finished)
     cut_missing: bool = True  # cut at 1.5x target_words when a word or the speech is still missing
+    hold_line: bool = True  # with end_at_newline: no line break while a word is missing (part of "end")
     # End the answer at its first line break once it has min_words (part of "end"): a summary
     # or a sentence is one line, and the 135M model otherwise runs on into a whole story.
     end_at_newline: bool = False
@@ -113,15 +117,15 @@ class Steering:
     tokenize: object = None  # the engine's tokenizer, for the forced key sentence
     quotes: list[int] = field(default_factory=list)  # tokens opening speech, while none is written
     need_quote: bool = False  # speech asked for and none written yet
-    glue: object = None  # Glue of the engine's vocabulary ("boundary"), or None
+    pieces: object = None  # Pieces of the engine's vocabulary, or None
     grow: list[list[np.ndarray]] = field(default_factory=list)  # per missing word, per form: tokens that inflect it
 
     @classmethod
-    def compile(cls, spec: Steer, tokenize, eog: list[int], cache: dict, glue: Glue | None = None) -> Steering:
+    def compile(cls, spec: Steer, tokenize, eog: list[int], cache: dict, pieces: Pieces | None = None) -> Steering:
         """Token sequences of every spelling of every word (" word" and its inflections), and
-        with `glue`, the tokens that may follow each one inside a word (they inflect it)."""
+        with `pieces`, the tokens that may follow each one inside a word (they inflect it)."""
         forms, grow = [], []
-        glue = glue if spec.config.words and spec.config.boundary else None
+        glue = pieces if spec.config.words and spec.config.boundary else None
         for word, pos in spec.words if spec.config.words else ():
             key = (word, pos)
             if key not in cache:
@@ -141,7 +145,7 @@ class Steering:
             quotes = cache["quotes"]
         return cls(spec, forms, eog, tokenize=tokenize, quotes=quotes, missing=list(range(len(spec.words))) if spec.config.words else [],
                    key_done=not (spec.config.key_sentence and spec.key_sentence.strip()), need_quote=spec.dialogue,
-                   glue=glue, grow=grow)
+                   pieces=pieces, grow=grow)
 
     @classmethod
     def detector(cls, config: SteerConfig, unfit_words: tuple[str, ...] = (), cut_checks=frozenset(CUT_CHECKS),
@@ -175,11 +179,11 @@ class Steering:
                         logits[seq[k]] += c.word_bias_max + 4.0
                     else:
                         logits[seq[0]] += bias
-                        if self.glue is not None and self.generated[-len(seq):] == seq:
+                        if self.grow and self.generated[-len(seq):] == seq:
                             grow = self.grow[i][j]
         if grow is not None:  # end the word here: no "cornshed" (it would not count)
             keep = logits[grow]
-            logits[self.glue.ids] = -np.inf
+            logits[self.pieces.glue] = -np.inf
             logits[grow] = keep
         if c.end:
             if (self.n_words < c.min_words or ((self.missing or self.quotes) and self.n_words < 1.5 * c.target_words)
@@ -191,6 +195,10 @@ class Steering:
             elif self.n_words >= c.target_words and _SENTENCE_END.search(self.text):
                 over = (self.n_words - c.target_words) / max(1, c.target_words)
                 logits[self.eog] += c.end_bias_max * min(1.0, 0.25 + 2 * over)
+            if (c.end_at_newline and c.hold_line and self.pieces is not None and self.missing
+                    and self.n_words < 1.5 * c.target_words):
+                # A one-line answer's line break is its end: not while a word is still to come.
+                logits[self.pieces.newlines] = -np.inf
 
     # ----- after sampling --------------------------------------------------------------
 
@@ -298,21 +306,27 @@ def _partial(generated: list[int], seq: list[int]) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Glue:
-    """The tokens that continue a word (their text starts with a letter or digit) in one
-    model's vocabulary, and those tokens by text: what "boundary" masks after a required word."""
+class Pieces:
+    """What steering needs to know of one model's vocabulary: the tokens that continue a word
+    (their text starts with a letter or digit), those by text ("boundary" masks them after a
+    required word), and the tokens holding a line break ("hold_line" bans them)."""
 
-    ids: np.ndarray
+    glue: np.ndarray
     by_text: dict[str, list[int]]
+    newlines: np.ndarray
 
     @classmethod
-    def of(cls, pieces) -> Glue:
+    def of(cls, pieces) -> Pieces:
         """From (token id, text) pairs of a whole vocabulary."""
         by_text: dict[str, list[int]] = {}
+        newlines = []
         for token, text in pieces:
             if text[:1].isalnum():
                 by_text.setdefault(text, []).append(token)
-        return cls(np.array(sorted(t for ts in by_text.values() for t in ts), dtype=np.int64), by_text)
+            if "\n" in text:
+                newlines.append(token)
+        return cls(np.array(sorted(t for ts in by_text.values() for t in ts), dtype=np.int64), by_text,
+                   np.array(sorted(newlines), dtype=np.int64))
 
     def growing(self, text: str, spellings) -> np.ndarray:
         """Tokens that, written right after `text`, still lead to one of `spellings` (" jog" ->

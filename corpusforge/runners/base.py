@@ -79,6 +79,7 @@ class Event:
     completion_tokens: int
     judge_tokens: int = 0  # judge prompt tokens evaluated + judge tokens generated
     failed: tuple[str, ...] = ()  # reason codes of retried attempts
+    failed_tokens: tuple[int, ...] = ()  # tokens each retried attempt generated in the stage that failed
 
 
 @dataclass(slots=True)
@@ -276,7 +277,7 @@ class ShardWork:
                 if o.reason is not None and replace and (nxt := next_id(o.plan.id)) is not None:
                     feed.add(self.p.plan(nxt))
                 yield Event(o.plan.id, m, o.reason, o.prompt_tokens, o.prompt_tokens_reused, o.completion_tokens,
-                            o.judge_prompt_tokens + o.judge_completion_tokens, o.failed)
+                            o.judge_prompt_tokens + o.judge_completion_tokens, o.failed, o.failed_tokens)
         store.close_journal(shard)
         if self.dedup is not None:
             self.dedup.indexed.add(shard)
