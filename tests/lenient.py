@@ -15,9 +15,12 @@ from corpusforge.checks import CHECKS
 SKIP_CHECKS = tuple(name for name in CHECKS if name not in ("empty", "length"))
 MIN_WORDS = 1
 # The steering's mid-stream cut is those checks applied while the text is written (loops, task
-# talk, unfit words, too many words). --skip-check reaches it too; --no-steer cut also turns off
-# the length cut, which "length" (kept on here) would otherwise allow.
-STEER_OFF = ("cut",)
+# talk, unfit words, too many words, a word still missing late). --skip-check reaches it too;
+# --no-steer cut also turns off the length cut, which "length" (kept on here) would otherwise
+# allow. finish and hold_line read the text as well (end-of-turn only after a finished
+# sentence, a summary's line held while a word is missing): random text would run every
+# summary to its budget, which is a retry whatever --skip-check says.
+STEER_OFF = ("cut", "finish", "hold_line")
 # A summary or key sentence that hits its budget is retried, then rejected ("truncated:
 # key_sentence hit max_tokens"), whatever --skip-check says. The recipe's budgets (96, 48) are
 # overrun by random text on some CPUs (ids 0 and 4 on an AMX Xeon): give them room.
