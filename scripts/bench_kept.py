@@ -30,6 +30,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import statistics
@@ -348,7 +349,18 @@ def main() -> None:
     ap.add_argument("--levers", nargs="+", type=int, metavar="I",
                     help="with --lever-rounds: only these levers (0-based positions in LEVERS; 0, the default, always runs)")
     ap.add_argument("--summarize", action="store_true", help="recompute the summary of --out from its rounds (no runs)")
+    ap.add_argument("--from-log", type=Path, help="rebuild --out from the printed rounds of a run that did not finish writing it")
     args = ap.parse_args()
+    if args.from_log:
+        old = json.loads(args.out.read_text()) if args.out.exists() else {}
+        rounds = rounds_from_log(args.from_log.read_text())
+        res = summarize(args, pull_model(MODEL), {"bias": args.bias or 0.0, "dry": not args.no_dry}, old.get("server_tuning", []),
+                        rounds, 200, 256)
+        res["rounds_source"] = f"parsed from {args.from_log.name}: the run's printed round lines"
+        res.update({k: old[k] for k in ("scale", "levers", "levers_steering") if k in old})
+        args.out.write_text(json.dumps(res, indent=2) + "\n")
+        print(table(res))
+        return
     if args.summarize:
         old = json.loads(args.out.read_text())
         args.n, args.seed, args.parallel, args.threads = old["plans_per_arm"], old["seed"], old["parallel"], old["threads"]
@@ -538,6 +550,61 @@ def server_bound(rounds: list, eng: dict | None) -> dict:
     upper = 3 * 3600 / sum(x["llama_server"]["seconds"] for x in rounds)
     return {"kept_per_hour_llama_server_upper_95": round(upper, 1),
             "ratio_kept_vs_llama_server_lower_95": round(eng["median"] / upper, 1)}
+
+
+def summarize(args, model: Path, options: dict, tuning: list, rounds: list, npp: int, ntg: int) -> dict:
+    """The results file: medians and spreads over the rounds, every round as it ran."""
+    def med(arm: str, key: str):
+        vals = [x[arm][key] for x in rounds if x[arm].get(key) is not None]
+        return statistics.median(vals) if vals else None
+
+    eng = spread([x["engine"]["kept_per_hour"] for x in rounds]) if rounds else None
+    srv = spread([x["llama_server"]["kept_per_hour"] for x in rounds]) if rounds else None
+    fractions = [x["kept_roof_fraction"] for x in rounds if x.get("kept_roof_fraction") is not None]
+    return {
+        "machine": machine(), "model": model.name, "model_sha256": sha256_file(model), "recipe": "tinystories-instruct",
+        "plans_per_arm": args.n, "seed": args.seed, "parallel": args.parallel, "threads": args.threads,
+        "server_options": options,
+        "kept_per_hour_engine": eng["median"] if eng else None,
+        "kept_per_hour_llama_server": srv["median"] if srv else None,
+        "spread": {"engine": eng, "llama_server": srv},
+        "ratio_kept_vs_llama_server": round(eng["median"] / srv["median"], 3) if eng and srv and srv["median"] else None,
+        **server_bound(rounds, eng),
+        "kept_token_share": med("engine", "kept_token_share"),
+        "kept_token_share_llama_server": med("llama_server", "kept_token_share"),
+        "kept_roof_fraction": statistics.median(fractions) if fractions else None,
+        "attempts_per_kept": {"engine": med("engine", "attempts_per_kept"), "llama_server": med("llama_server", "attempts_per_kept")},
+        "generated_tokens_per_kept": {"engine": med("engine", "generated_tokens_per_kept"),
+                                      "llama_server": med("llama_server", "generated_tokens_per_kept")},
+        "peak_rss_mb": {"engine": med("engine", "peak_rss_mb"), "llama_server": med("llama_server", "peak_rss_mb")},
+        "roof_shape": {"npp": npp, "ntg": ntg, "B": args.parallel},
+        "server_tuning": tuning,
+        "rounds_real": rounds,
+    }
+
+
+_ARM_LINE = re.compile(r"round (\d+) (engine|llama_server): kept (\d+)/\d+ in ([\d.]+) s = ([\d.]+) kept/h, attempts/kept (\S+), "
+                       r"gen tok/kept (\S+), kept token share (\S+), RSS ([\d.]+) MB, rejects (\{.*\})")
+_ROOF_LINE = re.compile(r"round (\d+) roof: pp ([\d.]+) tg ([\d.]+) tok/s -> ([\d.]+) kept/h; engine at (\S+),")
+
+
+def rounds_from_log(text: str) -> list[dict]:
+    """The rounds as this script printed them (a run whose end was lost: the figures each line
+    carries; retry reasons, wasted shares and own tokens are not printed, so they are absent)."""
+    rounds: dict[int, dict] = {}
+    num = lambda v: None if v == "None" else float(v)  # noqa: E731
+    for m in _ARM_LINE.finditer(text):
+        r = rounds.setdefault(int(m[1]), {"round": int(m[1]), "order": "engine first" if int(m[1]) % 2 else "server first"})
+        r[m[2]] = {"kept": int(m[3]), "seconds": float(m[4]), "kept_per_hour": float(m[5]), "attempts_per_kept": num(m[6]),
+                   "generated_tokens_per_kept": num(m[7]), "kept_token_share": num(m[8]), "peak_rss_mb": float(m[9]),
+                   "reject_reasons": json.loads(m[10].replace("'", '"'))}
+    for m in _ROOF_LINE.finditer(text):
+        r = rounds[int(m[1])]
+        r["roof"] = {"pp_tps": float(m[2]), "tg_tps": float(m[3]), "kept_per_hour": float(m[4])}
+        r["kept_roof_fraction"] = num(m[5])
+        s = r["llama_server"]["kept_per_hour"]
+        r["ratio_kept_vs_llama_server"] = round(r["engine"]["kept_per_hour"] / s, 3) if s else None
+    return [rounds[k] for k in sorted(rounds)]
 
 
 def table(res: dict) -> str:
