@@ -549,10 +549,18 @@ def _length(draft: Draft, s: Settings) -> str | None:
     return None if ok else f"length: {n} words, need {limits.min_words}-{limits.max_words}"
 
 
+def missing_words(missing) -> str:
+    """The words check's reason for (word, part of speech) pairs not written (the steering's cut says it too)."""
+    return "words: missing " + ", ".join(f"{pos} '{word}'" for word, pos in missing)
+
+
+NO_DIALOGUE = "dialogue: requested but no quoted speech"
+
+
 def _words(draft: Draft, s: Settings) -> str | None:
-    asked = (("noun", draft.noun), ("verb", draft.verb), ("adjective", draft.adjective))
-    missing = [f"{pos} '{word}'" for pos, word in asked if not mentions(word, pos, draft.story)]
-    return f"words: missing {', '.join(missing)}" if missing else None
+    asked = ((draft.noun, "noun"), (draft.verb, "verb"), (draft.adjective, "adjective"))
+    missing = [(word, pos) for word, pos in asked if not mentions(word, pos, draft.story)]
+    return missing_words(missing) if missing else None
 
 
 def _key_sentence(draft: Draft, s: Settings) -> str | None:
@@ -564,7 +572,7 @@ def _key_sentence(draft: Draft, s: Settings) -> str | None:
 
 def _dialogue(draft: Draft, s: Settings) -> str | None:
     if "Dialogue" in draft.features and not has_dialogue(draft.story):
-        return "dialogue: requested but no quoted speech"
+        return NO_DIALOGUE
     return None
 
 

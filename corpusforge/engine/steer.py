@@ -211,8 +211,7 @@ class Steering:
             self.generated.append(token)
             self.text += piece
             self.n_words = len(_WORD.findall(self.text))
-            if self.need_quote and ('"' in piece or "“" in piece):
-                self.quotes, self.need_quote = [], False
+            self._saw_quote(piece)
             if self.missing and not piece[:1].isalnum():  # a word boundary: did a missing word land?
                 # Only the text's tail can hold a word that just ended (a scan of the whole
                 # story per token per sequence would grow with its square), and only before
@@ -242,8 +241,7 @@ class Steering:
             # text's tail at a word boundary, which a long sentence runs past.
             tail = self.text[-(len(text) + 80):]
             self.missing = [i for i in self.missing if not checks.mentions(*self.spec.words[i], tail)]
-            if self.need_quote and ('"' in text or "“" in text):
-                self.quotes, self.need_quote = [], False
+            self._saw_quote(text)
             return tokens
         return None
 
@@ -278,11 +276,15 @@ class Steering:
             # Confirm on the whole text once, as the check will read it (the running scan reads tails).
             self.missing = [i for i in self.missing if not checks.mentions(*self.spec.words[i], self.text)]
             if self.missing:
-                names = ", ".join(f"{pos} '{word}'" for word, pos in (self.spec.words[i] for i in self.missing))
-                return f"words: missing {names} (cut while writing)"
+                return checks.missing_words(self.spec.words[i] for i in self.missing) + " (cut while writing)"
         if self.need_quote and "dialogue" in on and not checks.has_dialogue(self.text):
-            return "dialogue: requested but no quoted speech (cut while writing)"
+            return checks.NO_DIALOGUE + " (cut while writing)"
         return None
+
+    def _saw_quote(self, text: str) -> None:
+        """Speech has opened once text holds a quote mark: its bias and its wait end."""
+        if self.need_quote and ('"' in text or "“" in text):
+            self.quotes, self.need_quote = [], False
 
     def _tokens_of(self, text: str) -> list[int]:
         return list(self.tokenize(text, add_special=False))
