@@ -111,7 +111,7 @@ def build(
     min_words: Annotated[int, typer.Option(help="Shortest story kept, in words.")] = _D["min_words"],
     max_words: Annotated[int, typer.Option(help="Longest story kept, in words.")] = _D["max_words"],
     skip_check: Annotated[list[str], typer.Option(help="Turn a check off (repeatable): truncated, empty, length, words, key_sentence, dialogue, task_talk, loop, unfinished, unfit.")] = [],
-    no_steer: Annotated[list[str], typer.Option("--no-steer", help="Turn a steering lever of the recipe off (repeatable): words, end, key_sentence, cut, dry, or all; or a part of one: boundary (of words), finish and hold_line (of end), cut_missing (of cut).")] = [],
+    no_steer: Annotated[list[str], typer.Option("--no-steer", help="Turn a steering lever of the recipe off (repeatable): words, end, key_sentence, cut, dry, rewind, or all; or a part of one: boundary (of words), finish and hold_line (of end), cut_missing and talk (of cut).")] = [],
     safe_cpu: Annotated[bool, typer.Option(help="Avoid llama.cpp's extra CPU kernels (works around the AMX crash at ~half speed).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete the build in --out and start over.")] = False,
     workers: Annotated[int, typer.Option(help="Local processes, each with its own models and a share of the threads.")] = _D["workers"],

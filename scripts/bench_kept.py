@@ -12,7 +12,8 @@ failed stage, natural EOS, and the same verdicts (`corpusforge.checks`, the buil
   per slot, streaming /completion with `cache_prompt`, closing a stream as soon as the
   build's own mid-stream detector (engine/steer.py `Steering.after`, its cut and its
   end-at-newline) fires. Server-side options by measurement (--tune): a static `logit_bias`
-  on the first token of every spelling of the required words, and the recipe's DRY setting.
+  on the first token of every spelling of the required words, and the recipe's DRY setting;
+  always the talk lever's one-token words banned by `logit_bias` (what of it a static bias can do).
 - roof: a kept story's own tokens at llama-batched-bench's rates in the same round (prompt
   tokens at pp, generated at tg, B = --parallel): what the machine allows with no waste.
 
@@ -51,7 +52,7 @@ from corpusforge import checks  # noqa: E402
 from corpusforge.build import build, prepare  # noqa: E402
 from corpusforge.chain import as_said  # noqa: E402
 from corpusforge.config import DEFAULT_PARALLEL, BuildConfig  # noqa: E402
-from corpusforge.engine.steer import STORY_ONLY_CUTS, Steer, Steering  # noqa: E402
+from corpusforge.engine.steer import STORY_ONLY_CUTS, Steer, Steering, Talk  # noqa: E402
 from corpusforge.models import pull_model, sha256_file  # noqa: E402
 from corpusforge.runners.base import context_needed, make_chain  # noqa: E402
 from corpusforge.sampler import stage_seed  # noqa: E402
@@ -81,11 +82,31 @@ def own_tokens(tokenize, chain, prefix_tokens: int, plan, outputs: dict) -> tupl
 
 # ----- engine arm: corpusforge build ------------------------------------------------------------
 
+def edited_recipe(edits) -> str:
+    """A copy of the default recipe with text replaced ((old, new) pairs, each found exactly once):
+    how a lever round runs an earlier stop's recipe values."""
+    src = ROOT / "templates" / "tinystories-instruct"
+    dst = KEPT / "recipe-edited"
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    path = dst / "recipe.toml"
+    text = path.read_text()
+    for old, new in edits:
+        if text.count(old) != 1:
+            raise SystemExit(f"recipe edit {old!r}: found {text.count(old)} times in {src / 'recipe.toml'}, need exactly 1")
+        text = text.replace(old, new)
+    path.write_text(text)
+    return str(dst)
+
+
 def run_engine(model: str, n: int, seed: int, threads: int, parallel: int, workers: int = 1, changes: dict | None = None) -> dict:
     out = KEPT / "engine"
     shutil.rmtree(out, ignore_errors=True)
+    changes = dict(changes or {})
+    if "recipe_edit" in changes:
+        changes["recipe"] = edited_recipe(changes.pop("recipe_edit"))
     t0 = time.perf_counter()
-    summary = build(config_for(Path(model), n, seed, threads, parallel, out, workers).with_(**(changes or {})))
+    summary = build(config_for(Path(model), n, seed, threads, parallel, out, workers).with_(**changes))
     seconds = time.perf_counter() - t0
     data, rejects = read_rows(out)
     kept = [{"id": r["id"], "outputs": {k: r[k] for k in OWN_STAGES}} for r in data]
@@ -133,8 +154,15 @@ class Client:
             # The engine's sampler order (llamacpp.py): top_k, penalties, DRY, top_p, min_p, temperature.
             "samplers": ["top_k", "penalties", "dry", "top_p", "min_p", "temperature"],
         }
+        bias = []
         if self.options["bias"] and stage.steer is not None and stage.steer.words:
-            body["logit_bias"] = [[t, self.options["bias"]] for t in self.word_tokens(plan)]
+            bias += [[t, self.options["bias"]] for t in self.word_tokens(plan)]
+        if stage.steer is not None and stage.steer.cut and stage.steer.talk:
+            # The talk lever's one-token words, banned statically (false: never sampled); its
+            # next words depend on the text so far, which a static bias cannot see.
+            bias += [[t, False] for t in self.talk_tokens()]
+        if bias:
+            body["logit_bias"] = bias
         return body
 
     def word_tokens(self, plan) -> list[int]:
@@ -143,6 +171,12 @@ class Client:
         with self.lock:
             forms = Steering.compile(spec, self.fmt.tokenize, [], self.cache).forms
         return sorted({seq[0] for word in forms for seq in word})
+
+    def talk_tokens(self) -> list[int]:
+        with self.lock:
+            if "talk" not in self.cache:
+                self.cache["talk"] = Talk.of(self.fmt.tokenize)
+        return self.cache["talk"].always.tolist()
 
     def detector(self, i: int, plan) -> Steering | None:
         """The build's mid-stream detector for this stage (what closing a stream can apply): the
@@ -443,7 +477,9 @@ def main() -> None:
 
 
 # Each lever against the default build (every lever on), engine arm only (the server cannot
-# steer): the BuildConfig changes that switch one off or on.
+# steer): the BuildConfig changes that switch one off or on ("recipe_edit": text replaced in a
+# copy of the default recipe).
+STOP23_RECIPE = (("word_bias_max = 12.0", "word_bias_max = 6.0"), ("min_words = 90", "min_words = 60"))
 LEVERS = {
     "default (all levers)": {},
     "no early cut (finish doomed attempts)": {"steer_off": ("cut",)},
@@ -458,6 +494,14 @@ LEVERS = {
     "no finish rule (end of turn mid-sentence)": {"steer_off": ("finish",)},
     "no missing-word cut (finish stories that lack a word)": {"steer_off": ("cut_missing",)},
     "no hold_line (a summary may end without its words)": {"steer_off": ("hold_line",)},
+    # Stop 24's: the talk and rewind levers, and two recipe values (the speech rule and the
+    # line break inside open speech are fixes, not levers: they stay on).
+    "stop 23's steering (no talk, no rewind, summary word_bias_max 6, story min_words 60)": {
+        "steer_off": ("talk", "rewind"), "recipe_edit": STOP23_RECIPE},
+    "no talk (task-talk words may be sampled)": {"steer_off": ("talk",)},
+    "no rewind (a story lacking a word retries on the same summary)": {"steer_off": ("rewind",)},
+    "summary word_bias_max 6 (stop 23's)": {"recipe_edit": STOP23_RECIPE[:1]},
+    "story min_words 60 (stop 23's)": {"recipe_edit": STOP23_RECIPE[1:]},
 }
 
 

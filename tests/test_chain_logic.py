@@ -325,7 +325,30 @@ def test_new_summary_after_k_story_failures_starts_the_story_over(after, stages_
         return story_text(p).replace(p.noun, "thing") if attempt < 3 else story_text(p)
 
     engine = FakeEngine(answerer(story), parallel=1)
-    out = run(engine, plans(1), max_attempts=3, new_summary_after=after)
+    # "rewind" off: the fake summary lacks every word, which would start each retry over too.
+    out = run(engine, plans(1), max_attempts=3, new_summary_after=after, steer_off=("rewind",))
     assert out[0].reason is None and out[0].attempt == 3 and out[0].failed == ("words", "words")
     assert [stage for (_, stage, attempt) in engine.submitted if attempt == 3] == stages_of_attempt_3
     assert [stage for (_, stage, attempt) in engine.submitted if attempt == 2] == [2]  # one failure: the story alone
+
+
+def _summary_then_story(summary):
+    """Fake answers: `summary(plan)` as the summary; a story without its noun at the first try."""
+    base = answerer(lambda p, attempt: story_text(p).replace(p.noun, "thing") if attempt == 1 else story_text(p))
+
+    def answer(req):
+        return summary(req.tag.plan) if req.tag.stage == 0 else base(req)
+    return answer
+
+
+@pytest.mark.parametrize("summary, steer_off, stages_of_attempt_2", [
+    (lambda p: "Tom had a day.", (), [0, 1, 2]),  # the summary lacks the noun too: a new summary
+    (lambda p: f"Tom had a {p.noun}.", (), [2]),  # the summary has it: the story alone again
+    (lambda p: "Tom had a day.", ("rewind",), [2]),  # --no-steer rewind
+])
+def test_a_story_lacking_a_word_its_summary_lacks_starts_over_from_a_new_summary(summary, steer_off, stages_of_attempt_2):
+    # Fake engine: the rule reads only the stage outputs and the retry reason.
+    engine = FakeEngine(_summary_then_story(summary), parallel=1)
+    out = run(engine, plans(1), max_attempts=3, steer_off=steer_off)
+    assert out[0].reason is None and out[0].attempt == 2 and out[0].failed == ("words",)
+    assert [stage for (_, stage, attempt) in engine.submitted if attempt == 2] == stages_of_attempt_2

@@ -632,3 +632,18 @@ def _seconds(detect, text) -> float:
     start = time.perf_counter()
     detect(text)
     return time.perf_counter() - start
+
+
+def test_every_word_and_next_word_the_talk_lever_bans_is_task_talk_to_the_check():
+    # The steering's "talk" lever bans these (engine/steer.py Talk): each must be what
+    # task_talk() rejects, or the lever would forbid story text for nothing.
+    for word in checks.TALK_WORDS:
+        assert checks.task_talk(f"Tom saw the {word} today."), word
+    leads = ["The story", "The story is", "This is a story", "In this", "It was a simple", "It had a bad",
+             "That was the moral", "I liked the plot"]
+    assert len(leads) == len(checks.TALK_NEXT)
+    for lead, (rule, words) in zip(leads, checks.TALK_NEXT):
+        assert rule.search(lead.lower()), lead
+        for word in words:
+            assert checks.task_talk(f"{lead} {word} with a dog."), (lead, word)
+    assert not checks.task_talk("The story was about a bear.")  # a story read inside the story

@@ -12,7 +12,8 @@ from corpusforge.engine.steer import Pieces, Steer, SteerConfig, Steering
 
 EOG = 0
 VOCAB = [" <eog>", " the", " dog", " ran", " red", " unic", "orn", " cat", ".", "\n\n", " It", " was", " big",
-         ' "', "Hi", " runs", " running", " dogs", " Sam", " sat", "s", "shed", ",", " a", "It"]
+         ' "', "Hi", " runs", " running", " dogs", " Sam", " sat", "s", "shed", ",", " a", "It",
+         '"', " story", " is", " about", " ends", " paragraph"]
 IDS = {piece: i for i, piece in enumerate(VOCAB)}
 
 
@@ -256,7 +257,45 @@ def test_asked_for_speech_still_missing_at_one_and_a_half_times_the_target_cuts_
     reasons = [c for _, c, _ in feed(st, " the red cat sat. the cat sat.")]
     assert "dialogue: requested but no quoted speech (cut while writing)" in reasons
     spoken = steering(words=(), dialogue=True, min_words=0, target_words=4)
-    assert not any(c for _, c, _ in feed(spoken, ' the cat sat. "Hi," the dog ran.'))
+    assert tokenize(' the cat sat. "Hi Sam," the dog ran.')
+    assert not any(c for _, c, _ in feed(spoken, ' the cat sat. "Hi Sam," the dog ran.'))
+    one_word = steering(words=(), dialogue=True, min_words=0, target_words=4)  # the check wants two words
+    assert "dialogue: requested but no quoted speech (cut while writing)" in [
+        c for _, c, _ in feed(one_word, ' the cat sat. "Hi," the dog ran.')]
+
+
+def test_one_word_in_quotes_is_no_speech_yet_and_the_pull_rests_while_a_quote_is_open():
+    st = steering(words=(), dialogue=True, min_words=0)
+    feed(st, ' the dog ran. "Hi')
+    assert logits_after(st)[IDS['"']] == 0 and logits_after(st)[IDS[' "']] == 0  # open: a quote would close it
+    feed(st, '" the dog ran.')
+    assert logits_after(st)[IDS[' "']] > 0  # "Hi" is one word: the dialogue check would still fail
+    feed(st, ' "Hi Sam"')
+    assert logits_after(st)[IDS[' "']] == 0 and not st.need_quote
+
+
+def test_task_talk_words_and_next_words_are_never_sampled_where_the_check_would_reject_them():
+    st = steering(words=(), min_words=0)
+    assert logits_after(st)[IDS[" paragraph"]] == -np.inf  # never in a story
+    feed(st, " the dog ran. the story")
+    row = logits_after(st)
+    assert row[IDS[" ends"]] == -np.inf and row[IDS[" is"]] == 0  # "the story ends with": task talk
+    feed(st, " is")
+    row = logits_after(st)
+    assert row[IDS[" about"]] == -np.inf and row[IDS[" ends"]] == 0
+    for kwargs in ({"talk": False}, {"cut": False}, {"cut_checks": {"length", "loop"}}):
+        off = steering(words=(), min_words=0, **kwargs)
+        feed(off, " the dog ran. the story")
+        assert logits_after(off)[IDS[" ends"]] == 0 and logits_after(off)[IDS[" paragraph"]] == 0, kwargs
+
+
+def test_task_talk_after_the_first_sentence_cuts_at_the_sentence_end_that_shows_it():
+    st = steering(words=(), min_words=0, target_words=100)
+    steps = feed(st, " the dog ran. the cat sat. the story is about the dog. the cat sat.")
+    reasons = [c for _, c, _ in steps]
+    first = next(i for i, c in enumerate(reasons) if c)
+    assert reasons[first].startswith("task_talk:") and VOCAB[tokenize(" the dog ran. the cat sat. the story is about the dog.")[-1]] == "."
+    assert first == len(tokenize(" the dog ran. the cat sat. the story is about the dog.")) - 1
 
 
 def test_a_required_word_inside_the_forced_key_sentence_counts_as_written():
@@ -294,4 +333,17 @@ def test_a_one_line_answer_may_not_break_its_line_while_a_word_is_missing():
     assert logits_after(late)[IDS["\n\n"]] == 0
     off = steering(words=(("dog", "noun"),), end_at_newline=True, min_words=2, target_words=4, hold_line=False)
     feed(off, " the cat sat.")
+    assert logits_after(off)[IDS["\n\n"]] == 0
+
+
+def test_a_line_may_not_break_inside_open_speech():
+    # finished() counts the quotes of the whole text: speech left open at a line break would
+    # keep the story from ever ending (it ran to max_tokens instead).
+    st = steering(words=(), min_words=0)
+    feed(st, ' the dog ran. "Hi Sam')
+    assert logits_after(st)[IDS["\n\n"]] == -np.inf
+    feed(st, '"')
+    assert logits_after(st)[IDS["\n\n"]] == 0
+    off = steering(words=(), min_words=0, finish=False)
+    feed(off, ' the dog ran. "Hi Sam')
     assert logits_after(off)[IDS["\n\n"]] == 0

@@ -22,7 +22,14 @@ Why each lever exists (measured on SmolLM2-135M-Instruct, scripts/bench_quality.
   rejects in a 64-story build), so right after one the next token must end the word or
   grow it into another of its inflections ("boundary");
 - the model stops mid-sentence (15 of 74 retries were "unfinished"), so end-of-turn is
-  allowed only where checks.finished() holds ("finish");
+  allowed only where checks.finished() holds, and a line may not break inside open speech,
+  after which it could never hold ("finish");
+- speech of one word ("Bend!", "great") is no dialogue to the check, and 9 of 12 dialogue
+  retries in a 128-story build had only such quotes: so the pull toward an opening quote
+  lasts until the text holds speech the check accepts, and rests while a quote is open;
+- task talk ("The story is about", "this story", "paragraph": 19 of 59 retries in that build)
+  is kept out token by token ("talk": the words and next words checks.TALK_WORDS/TALK_NEXT
+  list), and what gets through is cut at the sentence end where the check first finds it;
 - a story whose summary lacks a word mostly lacks it too (in a 64-story build, 1 of 8 words
   rejects had all three words in its summary, 39 of 64 kept stories did), and a summary ends
   at its first line break: so its line may not break while a word is missing ("hold_line").
@@ -38,8 +45,8 @@ from .. import checks
 
 MAIN_LEVERS = ("words", "end", "key_sentence", "cut")
 # Finer levers, each part of a main one (and off with it): boundary of words, finish and
-# hold_line of end, cut_missing of cut. --no-steer and the bench's lever table name them one by one.
-LEVERS = MAIN_LEVERS + ("boundary", "finish", "cut_missing", "hold_line")
+# hold_line of end, cut_missing and talk of cut. --no-steer and the bench's lever table name them one by one.
+LEVERS = MAIN_LEVERS + ("boundary", "finish", "cut_missing", "hold_line", "talk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,7 @@ class SteerConfig:
     finish: bool = True  # end-of-turn only where the text ends a sentence (checks.finished)
     cut_missing: bool = True  # cut at 1.5x target_words when a word or the speech is still missing
     hold_line: bool = True  # with end_at_newline: no line break while a word is missing (part of "end")
+    talk: bool = True  # the words and next words of task talk are never sampled (part of "cut")
     # End the answer at its first line break once it has min_words (part of "end"): a summary
     # or a sentence is one line, and the 135M model otherwise runs on into a whole story.
     end_at_newline: bool = False
@@ -111,7 +119,7 @@ class Steering:
     missing: list[int] = field(default_factory=list)  # indexes into spec.words
     n_words: int = 0
     key_done: bool = False
-    first_sentence_checked: bool = False
+    talk_checked: int = 0  # the text's length when task talk was last looked for (at a sentence end)
     since_cut_check: int = 0
     generated: list[int] = field(default_factory=list)
     tokenize: object = None  # the engine's tokenizer, for the forced key sentence
@@ -119,6 +127,7 @@ class Steering:
     need_quote: bool = False  # speech asked for and none written yet
     pieces: object = None  # Pieces of the engine's vocabulary, or None
     grow: list[list[np.ndarray]] = field(default_factory=list)  # per missing word, per form: tokens that inflect it
+    talk: Talk | None = None  # the task-talk tokens banned ("talk"), or None
 
     @classmethod
     def compile(cls, spec: Steer, tokenize, eog: list[int], cache: dict, pieces: Pieces | None = None) -> Steering:
@@ -143,9 +152,14 @@ class Steering:
             if "quotes" not in cache:
                 cache["quotes"] = sorted({t[0] for t in (tokenize(q, add_special=False) for q in (' "', '"', " “")) if t})
             quotes = cache["quotes"]
+        talk = None
+        if spec.config.cut and spec.config.talk and "task_talk" in spec.cut_checks and tokenize is not None:
+            if "talk" not in cache:
+                cache["talk"] = Talk.of(tokenize)
+            talk = cache["talk"]
         return cls(spec, forms, eog, tokenize=tokenize, quotes=quotes, missing=list(range(len(spec.words))) if spec.config.words else [],
                    key_done=not (spec.config.key_sentence and spec.key_sentence.strip()), need_quote=spec.dialogue,
-                   pieces=pieces, grow=grow)
+                   pieces=pieces, grow=grow, talk=talk)
 
     @classmethod
     def detector(cls, config: SteerConfig, unfit_words: tuple[str, ...] = (), cut_checks=frozenset(CUT_CHECKS),
@@ -168,7 +182,8 @@ class Steering:
         c = self.spec.config
         progress = min(1.0, self.n_words / max(1, c.target_words))
         bias = c.word_bias + (c.word_bias_max - c.word_bias) * progress
-        if self.quotes:
+        line_open = checks.open_quote(self.text[self.text.rfind("\n") + 1:])
+        if self.quotes and not line_open:  # not while speech is open: a quote token there closes it
             logits[self.quotes] += bias
         grow = None  # a required word just written: the tokens that may still inflect it
         if self.missing:
@@ -187,7 +202,7 @@ class Steering:
             logits[grow] = keep
         if c.end:
             if (self.n_words < c.min_words or ((self.missing or self.quotes) and self.n_words < 1.5 * c.target_words)
-                    or checks.open_quote(self.text[self.text.rfind("\n") + 1:])
+                    or line_open
                     or (c.finish and not checks.finished(self.text))):
                 # Too short, a word still to come, speech still open, or mid-sentence: not yet
                 # (past 1.5x the target a missing word ends it: cut_missing or the words check).
@@ -199,6 +214,15 @@ class Steering:
                     and self.n_words < 1.5 * c.target_words):
                 # A one-line answer's line break is its end: not while a word is still to come.
                 logits[self.pieces.newlines] = -np.inf
+            elif c.finish and line_open and self.pieces is not None:
+                # Speech left open at a line break stays open for good (finished() counts the
+                # quotes of the whole text), and then the story can never end: 3 of 59 retries
+                # ran to max_tokens that way. A line break that closes the quote first may come.
+                logits[self.pieces.open_newlines] = -np.inf
+        if self.talk is not None:
+            banned = self.talk.banned(self.generated, self.text)
+            if banned is not None:
+                logits[banned] = -np.inf
 
     # ----- after sampling --------------------------------------------------------------
 
@@ -252,9 +276,12 @@ class Steering:
         on = self.spec.cut_checks
         if self.n_words > c.max_words and "length" in on:
             return f"length: over {c.max_words} words (cut while writing)"
-        if not self.first_sentence_checked and _SENTENCE_END.search(self.text):
-            self.first_sentence_checked = True
-            if "task_talk" in on and (reason := checks.task_talk(self.text)):
+        if "task_talk" in on and len(self.text) > self.talk_checked and _SENTENCE_END.search(self.text):
+            # At every sentence end, not only the first: a match never goes away as the text
+            # grows, so the attempt is doomed from here (12 of 14 story-stage task-talk retries
+            # in a 128-story build came after the first sentence, 130 tokens each on average).
+            self.talk_checked = len(self.text)
+            if reason := checks.task_talk(self.text):
                 return reason
         if c.cut_missing and self.n_words >= 1.5 * c.target_words and (reason := self._still_missing()):
             return reason
@@ -282,8 +309,10 @@ class Steering:
         return None
 
     def _saw_quote(self, text: str) -> None:
-        """Speech has opened once text holds a quote mark: its bias and its wait end."""
-        if self.need_quote and ('"' in text or "“" in text):
+        """Speech is written once the story holds what the dialogue check accepts (quoted
+        speech of two words or more): then its bias and its wait end. `text` is what was just
+        added; only a quote mark in it can change the answer."""
+        if self.need_quote and any(q in text for q in '"“”') and checks.has_dialogue(self.text):
             self.quotes, self.need_quote = [], False
 
     def _tokens_of(self, text: str) -> list[int]:
@@ -311,24 +340,28 @@ def _partial(generated: list[int], seq: list[int]) -> int:
 class Pieces:
     """What steering needs to know of one model's vocabulary: the tokens that continue a word
     (their text starts with a letter or digit), those by text ("boundary" masks them after a
-    required word), and the tokens holding a line break ("hold_line" bans them)."""
+    required word), and the tokens holding a line break ("hold_line" bans them; "finish" bans
+    those that would leave speech open)."""
 
     glue: np.ndarray
     by_text: dict[str, list[int]]
     newlines: np.ndarray
+    open_newlines: np.ndarray  # those with no quote mark before their line break (they leave speech open)
 
     @classmethod
     def of(cls, pieces) -> Pieces:
         """From (token id, text) pairs of a whole vocabulary."""
         by_text: dict[str, list[int]] = {}
-        newlines = []
+        newlines, open_newlines = [], []
         for token, text in pieces:
             if text[:1].isalnum():
                 by_text.setdefault(text, []).append(token)
             if "\n" in text:
                 newlines.append(token)
+                if not any(q in text[: text.index("\n")] for q in '"”'):
+                    open_newlines.append(token)
         return cls(np.array(sorted(t for ts in by_text.values() for t in ts), dtype=np.int64), by_text,
-                   np.array(sorted(newlines), dtype=np.int64))
+                   np.array(sorted(newlines), dtype=np.int64), np.array(sorted(open_newlines), dtype=np.int64))
 
     def growing(self, text: str, spellings) -> np.ndarray:
         """Tokens that, written right after `text`, still lead to one of `spellings` (" jog" ->
@@ -340,3 +373,41 @@ class Pieces:
                 for k in range(1, len(rest) + 1):
                     grow.update(self.by_text.get(rest[:k], ()))
         return np.array(sorted(grow), dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Talk:
+    """The tokens of task talk (checks.TALK_WORDS, checks.TALK_NEXT) in one model's vocabulary.
+
+    A word may take several tokens ("Adjective" -> "Ad", "ject", "ive"): its last token is
+    banned where the text already ends in the others, a one-token word always. A next word's
+    first token is banned where the text ends as its rule says."""
+
+    always: np.ndarray
+    after: tuple[tuple[tuple[int, ...], int], ...]  # (the tokens before, the token banned)
+    next: tuple[tuple[re.Pattern, np.ndarray], ...]
+
+    @classmethod
+    def of(cls, tokenize) -> Talk:
+        always, after = set(), set()
+        for word in checks.TALK_WORDS:
+            for spelling in {" " + word, " " + word.capitalize(), word, word.capitalize()}:
+                seq = tuple(tokenize(spelling, add_special=False))
+                if len(seq) == 1:
+                    always.add(seq[0])
+                elif seq:
+                    after.add((seq[:-1], seq[-1]))
+        nxt = []
+        for rule, words in checks.TALK_NEXT:
+            firsts = {t[0] for t in (tokenize(" " + w, add_special=False) for w in words) if t}
+            nxt.append((rule, np.array(sorted(firsts), dtype=np.int64)))
+        return cls(np.array(sorted(always), dtype=np.int64), tuple(sorted(after)), tuple(nxt))
+
+    def banned(self, generated: list[int], text: str) -> np.ndarray | None:
+        """The tokens that may not come next."""
+        out = [self.always]
+        out += [np.array([t]) for before, t in self.after if tuple(generated[-len(before):]) == before]
+        if text[-1:].isalpha():  # every rule ends on a word
+            tail = text[-40:].lower()
+            out += [tokens for rule, tokens in self.next if rule.search(tail)]
+        return np.concatenate(out) if len(out) > 1 else self.always
