@@ -63,6 +63,14 @@ MODEL = "smollm2-135m"
 OWN_STAGES = ("summary", "key_sentence", "story")
 
 
+def plan_args(ap: argparse.ArgumentParser) -> None:
+    """The options every real-model build bench shares: which plans, on how many threads and sequences."""
+    ap.add_argument("--n", type=int, default=128, help="plans")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL)
+
+
 def config_for(model: Path, n: int, seed: int, threads: int, parallel: int, out: Path, workers: int = 1) -> BuildConfig:
     """The build both arms run: the default recipe, the build's defaults, same plans (with
     --workers K: K shards, so each worker has one)."""

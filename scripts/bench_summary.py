@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench import machine  # noqa: E402
-from bench_kept import MODEL, config_for  # noqa: E402
+from bench_kept import MODEL, config_for, plan_args  # noqa: E402
 from corpusforge import checks  # noqa: E402
 from corpusforge.build import prepare  # noqa: E402
 from corpusforge.engine.base import Request  # noqa: E402
@@ -73,10 +72,7 @@ def figures(rows) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--parallel", type=int, default=32)
+    plan_args(ap)
     ap.add_argument("--biases", type=float, nargs="+", default=[6.0, 9.0, 12.0])
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "summary_words.json")
     args = ap.parse_args()
